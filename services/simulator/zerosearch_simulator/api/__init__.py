@@ -1,0 +1,1 @@
+"""HTTP routers: one module per API dialect, each translating to and from the native engine."""

@@ -1,0 +1,65 @@
+"""The native API: /v1/search, /v1/search/batch, /v1/curriculum."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from pydantic import ValidationError
+from zerosearch_core.errors import BackendError, RequestError
+from zerosearch_core.schemas import (
+    BatchSearchRequest,
+    BatchSearchResponse,
+    CurriculumResponse,
+    CurriculumState,
+    ErrorBody,
+    ErrorDetail,
+    SearchRequest,
+    SearchResponse,
+)
+
+from zerosearch_simulator.api.deps import EngineDep
+from zerosearch_simulator.curriculum import describe
+from zerosearch_simulator.errors import describe_validation_error
+
+router = APIRouter(prefix="/v1", tags=["native"])
+
+_ERRORS = {422: {"model": ErrorBody, "description": "Malformed request"},
+           503: {"model": ErrorBody, "description": "Queue full (Retry-After) or backend unavailable"},
+           504: {"model": ErrorBody, "description": "Generation timed out"}}
+
+
+@router.post("/search", response_model=SearchResponse, responses=_ERRORS)
+async def search(request: SearchRequest, engine: EngineDep) -> SearchResponse:
+    """Simulated search results for one query."""
+    return await engine.search(request)
+
+
+@router.post("/search/batch", response_model=BatchSearchResponse, responses=_ERRORS)
+async def search_batch(batch: BatchSearchRequest, engine: EngineDep) -> BatchSearchResponse:
+    """Many searches in one call, run concurrently; results keep the order of `requests`, and a bad or
+    failed item becomes an error item without failing the others."""
+
+    async def one(index: int, raw: dict) -> SearchResponse | ErrorBody:
+        try:
+            return await engine.search(SearchRequest.model_validate(raw))
+        except ValidationError as exc:
+            code, message, field = describe_validation_error(exc.errors()[0], located=False)
+            return ErrorBody(error=ErrorDetail(code=code, message=message, field=f"requests[{index}].{field}"
+                                               if field else f"requests[{index}]"))
+        except (RequestError, BackendError) as exc:
+            return ErrorBody(error=ErrorDetail(code=exc.code, message=exc.message))
+
+    return BatchSearchResponse(results=await asyncio.gather(*(one(i, r) for i, r in enumerate(batch.requests))))
+
+
+@router.get("/curriculum", response_model=CurriculumResponse)
+async def get_curriculum(engine: EngineDep) -> CurriculumResponse:
+    """The server's noise schedule and the noise level it gives now."""
+    return describe(await engine.curriculum.get())
+
+
+@router.put("/curriculum", response_model=CurriculumResponse, responses=_ERRORS)
+async def put_curriculum(state: CurriculumState, engine: EngineDep) -> CurriculumResponse:
+    """Set the schedule (every replica sharing the Redis sees it). Searches without `noise` or `step` use it."""
+    return describe(await engine.curriculum.set(state))

@@ -1,0 +1,74 @@
+"""The FastAPI app factory. The lifespan owns the backend and the cache: built before the first
+request, closed after the last (uvicorn finishes in-flight requests before the lifespan ends)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from zerosearch_core.schemas import CurriculumState
+
+from zerosearch_simulator.api import native, system
+from zerosearch_simulator.backends import Backend, build_backend
+from zerosearch_simulator.cache import Cache, MemoryCache, RedisCache
+from zerosearch_simulator.curriculum import CurriculumStore
+from zerosearch_simulator.engine import SearchEngine
+from zerosearch_simulator.errors import install_error_handlers
+from zerosearch_simulator.metrics import Metrics
+from zerosearch_simulator.middleware import RequestContextMiddleware
+from zerosearch_simulator.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def build_cache(settings: Settings, metrics: Metrics) -> Cache:
+    hooks = {"on_result": lambda result: metrics.cache_requests.labels(result=result).inc(),
+             "on_error": metrics.cache_errors.inc}
+    if settings.redis_url:
+        return RedisCache(settings.redis_url, ttl_s=settings.cache_ttl_s, lock_ttl_s=settings.lock_ttl_s,
+                          wait_timeout_s=settings.timeout_s, **hooks)
+    return MemoryCache(ttl_s=settings.cache_ttl_s, max_entries=settings.cache_max_entries, **hooks)
+
+
+def create_app(settings: Settings | None = None, *, backend: Backend | None = None) -> FastAPI:
+    """Build the simulator app. `backend` injects a ready-made backend (tests); else ZS_BACKEND picks one."""
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine_backend = backend or build_backend(settings)
+        engine_backend.on_batch = metrics.observe_batch
+        logger.info("starting %s backend", settings.backend if backend is None else type(backend).__name__)
+        await engine_backend.start()
+        cache = build_cache(settings, metrics)
+        initial = CurriculumState(total_steps=settings.curriculum_total_steps, start=settings.curriculum_start,
+                                  end=settings.curriculum_end, base=settings.curriculum_base)
+        curriculum = CurriculumStore(initial, redis=getattr(cache, "redis", None), on_error=metrics.cache_errors.inc)
+        app.state.engine = SearchEngine(settings=settings, backend=engine_backend, cache=cache,
+                                        curriculum=curriculum, metrics=metrics)
+        logger.info("ready: model=%s cache=%s (%s)", engine_backend.model_id, cache.kind, await cache.status())
+        try:
+            yield
+        finally:
+            await engine_backend.shutdown()
+            await cache.close()
+            logger.info("stopped")
+
+    app = FastAPI(title="ZeroSearch simulator", version="0.1.0", lifespan=lifespan,
+                  description="A simulated search engine for training search agents with RL. "
+                              "Native API under /v1; drop-in dialects of common search APIs.")
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(native.router)
+    app.include_router(system.router)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory zerosearch_simulator.app:app_from_env` (settings from ZS_* variables)."""
+    return create_app(Settings())

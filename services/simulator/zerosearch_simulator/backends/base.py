@@ -1,0 +1,67 @@
+"""The interface every generation backend implements.
+
+Shaped after async engines (vLLM's EngineClient): the engine calls `generate` once per
+search, concurrently; batching is the backend's business (the transformers backend
+gathers concurrent calls into batches, vLLM batches continuously).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation: chat messages plus sampling settings."""
+
+    messages: tuple[dict[str, str], ...]
+    max_new_tokens: int
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    @property
+    def sampling_key(self) -> tuple[int, float, float]:
+        """Requests with equal keys can share one batched generate call."""
+        return (self.max_new_tokens, self.temperature, self.top_p)
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # Wall time the backend itself spent on the batch holding this request (service-overhead benchmark).
+    backend_seconds: float = 0.0
+    batch_size: int = 1
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """Async generation backend. Implementations: transformers, vllm, openai, scripted."""
+
+    #: Model id reported in responses and part of the cache key.
+    model_id: str = "unknown"
+    #: Called once per executed batch with (batch size, generated tokens); the app wires it to metrics.
+    on_batch: Callable[[int, int], None] | None = None
+
+    async def start(self) -> None:
+        """Load the model / connect. Called once in the app's lifespan before serving."""
+
+    @abc.abstractmethod
+    async def generate(self, request: GenerationRequest) -> Generation:
+        """Generate one completion. May raise BackendError."""
+
+    async def check_health(self) -> bool:
+        return True
+
+    async def shutdown(self) -> None:
+        """Release the model / connections. Called once when the app stops."""
+
+    @property
+    def queue_depth(self) -> int:
+        """Generations waiting for a batch slot (for the queue-depth gauge)."""
+        return 0

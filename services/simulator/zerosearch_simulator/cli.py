@@ -1,0 +1,44 @@
+"""`zerosearch serve`: run the simulator with uvicorn."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Optional
+
+import typer
+
+command = typer.Typer(add_completion=False, help="Start the search simulator (FastAPI + uvicorn).")
+
+
+@command.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Interface to bind (env ZS_HOST; default 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (env ZS_PORT; default 8000).")] = None,
+    backend: Annotated[Optional[str], typer.Option(
+        help="transformers (CPU/GPU default), vllm, openai, or scripted (canned, for demos) (env ZS_BACKEND).")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        help="Local path or hub id; default: the bundled SmolLM2-135M-Instruct (env ZS_MODEL).")] = None,
+    redis_url: Annotated[Optional[str], typer.Option(
+        help="Redis URL for a cache shared by replicas; default: in-process cache (env ZS_REDIS_URL).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes (each loads the model).")] = 1,
+    log_level: Annotated[Optional[str], typer.Option(help="debug, info, warning (env ZS_LOG_LEVEL).")] = None,
+) -> None:
+    """Start the simulator. Options override the matching ZS_* environment variables."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from zerosearch_simulator.logs import configure_logging
+    from zerosearch_simulator.settings import Settings
+
+    overrides = {"ZS_HOST": host, "ZS_PORT": port, "ZS_BACKEND": backend, "ZS_MODEL": model,
+                 "ZS_REDIS_URL": redis_url, "ZS_LOG_LEVEL": log_level}
+    # Environment variables carry the options to every worker process.
+    os.environ.update({k: str(v) for k, v in overrides.items() if v is not None})
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        errors = "; ".join(f"ZS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise typer.BadParameter(errors) from None
+    log_config = configure_logging(settings.log_level)
+    uvicorn.run("zerosearch_simulator.app:app_from_env", factory=True, host=settings.host, port=settings.port,
+                workers=workers, log_config=log_config, timeout_graceful_shutdown=int(settings.timeout_s) + 5)

@@ -1,0 +1,136 @@
+"""The search engine: request -> useful/noisy decision -> cache -> backend -> parse -> documents.
+
+Every dialect router calls `SearchEngine.search` and nothing else; all decisions live here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+
+from zerosearch_core.curriculum import is_noisy
+from zerosearch_core.errors import BackendError, GenerationTimeoutError, QueueFullError
+from zerosearch_core.protocol import render_paper
+from zerosearch_core.schemas import Document, Label, SearchRequest, SearchResponse
+
+from zerosearch_simulator import parsing, prompts
+from zerosearch_simulator.backends.base import Backend, GenerationRequest
+from zerosearch_simulator.cache import Cache
+from zerosearch_simulator.curriculum import CurriculumStore, noise_at
+from zerosearch_simulator.metrics import Metrics
+from zerosearch_simulator.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# One retry when the model writes fewer than k usable documents, then return what there is.
+GENERATION_ATTEMPTS = 2
+
+
+def normalize_query(query: str) -> str:
+    return " ".join(query.lower().split())
+
+
+def cache_key(*, model: str, mode: str, template_version: str, label: Label, query: str,
+              question: str | None, answers: list[str] | None, k: int, seed: int) -> str:
+    """Everything that changes the generated text, and nothing else."""
+    fields = {"model": model, "mode": mode, "template": template_version, "label": label,
+              "query": normalize_query(query), "question": question, "answers": answers, "k": k, "seed": seed}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+class SearchEngine:
+    def __init__(self, *, settings: Settings, backend: Backend, cache: Cache, curriculum: CurriculumStore,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.cache = cache
+        self.curriculum = curriculum
+        self.metrics = metrics
+        self._pending = 0  # generations waiting or running (bounded by ZS_MAX_QUEUE)
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def decide(self, request: SearchRequest) -> tuple[float, bool, int]:
+        """(noise probability, noisy?, seed) for a request: noise, else step, else the server's state."""
+        step = request.step
+        if request.noise is not None:
+            noise = request.noise
+        else:
+            state = await self.curriculum.get()
+            step = state.step if step is None else step
+            noise = noise_at(state, step)
+        seed = self.settings.seed if request.seed is None else request.seed
+        return noise, is_noisy(noise, seed=seed, query=normalize_query(request.query), step=step), seed
+
+    async def search(self, request: SearchRequest) -> SearchResponse:
+        started = time.perf_counter()
+        noise, noisy, seed = await self.decide(request)
+        label: Label = "noisy" if noisy else "useful"
+        template = prompts.load_template(request.mode)
+        key = cache_key(model=self.backend.model_id, mode=request.mode, template_version=template.version,
+                        label=label, query=request.query, question=request.question, answers=request.answers,
+                        k=request.k, seed=seed)
+
+        async def generate() -> dict[str, Any]:
+            return await self._generate(request, label, seed)
+
+        if request.cache:
+            value, cached = await self.cache.get_or_compute(key, generate)
+        else:
+            value, cached = await generate(), False
+        documents = [Document(**d) for d in value["documents"]]
+        self.metrics.results.labels(label=label).inc()
+        return SearchResponse(query=request.query, documents=documents, noisy=noisy, noise=noise, cached=cached,
+                              partial=value["partial"], model=self.backend.model_id,
+                              latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                              text=render_paper(documents))
+
+    async def _generate(self, request: SearchRequest, label: Label, seed: int) -> dict[str, Any]:
+        messages = prompts.build_messages(request.mode, label=label, query=request.query,
+                                          question=request.question, answers=request.answers, k=request.k)
+        # The budget grows with k: about 60 tokens per ~30-word document, never below the configured one.
+        budget = max(self.settings.max_new_tokens, 64 * request.k)
+        snippets: list[str] = []
+        for attempt in range(GENERATION_ATTEMPTS):
+            generation_request = GenerationRequest(
+                messages=messages, max_new_tokens=budget, temperature=self.settings.temperature,
+                top_p=self.settings.top_p, seed=seed + attempt, stop=(f"Doc {request.k + 1}:",))
+            text = await self._run_backend(generation_request)
+            snippets = parsing.split_snippets(text, request.k)
+            if len(snippets) >= request.k:
+                break
+            logger.info("model wrote %d of %d usable documents (attempt %d)", len(snippets), request.k, attempt + 1)
+        documents = parsing.to_documents(snippets, query=request.query, label=label)
+        return {"documents": [d.model_dump() for d in documents], "partial": len(documents) < request.k}
+
+    async def _run_backend(self, request: GenerationRequest) -> str:
+        if self._pending >= self.settings.max_queue:
+            raise QueueFullError(f"{self._pending} generations are queued (ZS_MAX_QUEUE={self.settings.max_queue}); "
+                                 "retry shortly or add replicas", retry_after_s=1.0)
+        self._pending += 1
+        self.metrics.queue_depth.set(self._pending)
+        try:
+            generation = await asyncio.wait_for(self.backend.generate(request), timeout=self.settings.timeout_s)
+        except asyncio.TimeoutError:
+            self.metrics.backend_errors.inc()
+            raise GenerationTimeoutError(
+                f"generation took longer than ZS_TIMEOUT_S={self.settings.timeout_s:g} s") from None
+        except BackendError:
+            self.metrics.backend_errors.inc()
+            raise
+        except Exception as exc:
+            self.metrics.backend_errors.inc()
+            logger.exception("backend failed")
+            raise BackendError(f"generation failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._pending -= 1
+            self.metrics.queue_depth.set(self._pending)
+        self.metrics.generations.inc()
+        self.metrics.generated_tokens.inc(generation.completion_tokens)
+        return generation.text

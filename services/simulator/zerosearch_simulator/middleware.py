@@ -1,0 +1,90 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it costs too much on the cache-hit path).
+
+- request id: taken from `X-Request-ID` or made up, echoed back, set in every log line;
+- body limit: bodies over ZS_MAX_BODY_BYTES get 413 before they are read whole;
+- metrics and an access log line per request, labelled by route template (bounded cardinality).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from zerosearch_simulator.metrics import Metrics
+
+logger = logging.getLogger("zerosearch_simulator.access")
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: Any, *, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex[:16]
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        limit = self.max_body_bytes
+
+        received = 0
+        too_large = False
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if too_large:
+                # A streamed body went over the limit: whatever the app answered, the answer is 413.
+                if message["type"] == "http.response.start":
+                    status = 413
+                    await _too_large(send, limit, request_id)
+                return
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        async def limited_receive() -> dict:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    too_large = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            return message
+
+        try:
+            declared = headers.get(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                status = 413
+                await _too_large(send, limit, request_id)
+            else:
+                await self.app(scope, limited_receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.requests.labels(route=route, status=str(status)).inc()
+            self.metrics.request_duration.labels(route=route).observe(elapsed)
+            logger.info("%s %s -> %d in %.1f ms", scope["method"], scope["path"], status, elapsed * 1000)
+            request_id_var.reset(token)
+
+
+async def _too_large(send: Any, limit: int, request_id: str) -> None:
+    body = json.dumps({"error": {"code": "payload_too_large",
+                                 "message": f"The request body is larger than {limit} bytes (ZS_MAX_BODY_BYTES).",
+                                 "field": None}}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"x-request-id", request_id.encode("latin-1"))]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,76 @@
+"""Simulator configuration: `ZS_*` environment variables, validated at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every field is read from `ZS_<NAME>` (e.g. `ZS_MAX_BATCH=16`)."""
+
+    model_config = SettingsConfigDict(env_prefix="ZS_", extra="ignore")
+
+    # serving
+    host: str = Field("127.0.0.1", description="Interface to bind.")
+    port: int = Field(8000, ge=1, le=65535, description="Port to bind.")
+    log_level: str = Field("info", description="Python log level.")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body accepted (413 above).")
+    api_keys: str | None = Field(None, description="Comma-separated keys the dialects accept; unset: open.")
+
+    # model and backend
+    backend: Literal["transformers", "vllm", "openai", "scripted"] = Field(
+        "transformers", description="Generation backend. 'scripted' is a canned backend for tests and demos.")
+    model: str | None = Field(None, description="Local path or hub id; unset: the bundled SmolLM2-135M-Instruct.")
+    device: str = Field("auto", description="torch device for the transformers backend ('auto', 'cpu', 'cuda').")
+    dtype: str = Field("auto", description="torch dtype ('auto': bfloat16 on GPU, float32 on CPU).")
+    max_new_tokens: int = Field(320, ge=8, le=4096, description="Generation budget per search (the paper: 600).")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature (0: greedy).")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling.")
+    max_batch: int = Field(8, ge=1, le=512, description="Most generations run together in one batch.")
+    max_wait_ms: float = Field(20.0, ge=0.0, le=10_000.0, description="How long a batch waits to fill up.")
+    max_queue: int = Field(256, ge=1, description="Most generations waiting or running; beyond: 503 + Retry-After.")
+    timeout_s: float = Field(120.0, gt=0.0, description="Deadline of one search's generation (504 after).")
+    openai_base_urls: str | None = Field(None, description="Comma-separated base URLs for the openai backend.")
+
+    # cache
+    redis_url: str | None = Field(None, description="Redis URL; unset: an in-process LRU cache.")
+    cache_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="Lifetime of a cached result.")
+    cache_max_entries: int = Field(50_000, ge=1, description="Size of the in-process LRU cache.")
+    lock_ttl_s: float = Field(300.0, gt=0.0, description="Single-flight lock lifetime across replicas.")
+
+    # the useful/noisy decision
+    seed: int = Field(0, ge=0, description="Seed of the useful/noisy draw when a request sends none.")
+    curriculum_total_steps: int = Field(200, ge=1, description="Initial curriculum: total training steps T.")
+    curriculum_start: float = Field(0.0, ge=0.0, le=1.0, description="Initial curriculum: noise at step 0.")
+    curriculum_end: float = Field(0.5, ge=0.0, le=1.0, description="Initial curriculum: noise at step T.")
+    curriculum_base: float = Field(4.0, gt=0.0, description="Initial curriculum: exponential base b.")
+
+    @field_validator("curriculum_base")
+    @classmethod
+    def _base(cls, value: float) -> float:
+        if value == 1.0:
+            raise ValueError("ZS_CURRICULUM_BASE must not be 1 (the schedule divides by base - 1)")
+        return value
+
+    @model_validator(mode="after")
+    def _openai_needs_urls(self) -> Settings:
+        if self.backend == "openai" and not self.openai_base_url_list:
+            raise ValueError("ZS_BACKEND=openai needs ZS_OPENAI_BASE_URLS (comma-separated server URLs)")
+        return self
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in (self.api_keys or "").split(",") if k.strip())
+
+    @property
+    def openai_base_url_list(self) -> list[str]:
+        return [u.strip() for u in (self.openai_base_urls or "").split(",") if u.strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Shared by the simulator and the trainer: schemas, curriculum, scoring, the HTTP client, the CLI."""
