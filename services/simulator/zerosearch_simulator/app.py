@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from zerosearch_core.schemas import CurriculumState
 
 from zerosearch_simulator.api import native, system
+from zerosearch_simulator.api.dialects import dialects_lifespan, include_dialects
 from zerosearch_simulator.backends import Backend, build_backend
 from zerosearch_simulator.cache import Cache, MemoryCache, RedisCache
 from zerosearch_simulator.curriculum import CurriculumStore
@@ -51,7 +52,8 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
                                         curriculum=curriculum, metrics=metrics)
         logger.info("ready: model=%s cache=%s (%s)", engine_backend.model_id, cache.kind, await cache.status())
         try:
-            yield
+            async with dialects_lifespan(app):
+                yield
         finally:
             await engine_backend.shutdown()
             await cache.close()
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     install_error_handlers(app)
     app.include_router(native.router)
     app.include_router(system.router)
+    include_dialects(app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app
 

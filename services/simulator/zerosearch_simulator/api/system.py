@@ -36,7 +36,11 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/", include_in_schema=False)
-async def playground() -> HTMLResponse:
-    page = resources.files("zerosearch_simulator").joinpath("static/index.html").read_text(encoding="utf-8")
-    return HTMLResponse(page)
+def playground_page() -> HTMLResponse:
+    """The playground: a query box, a noise slider and the documents with their labels."""
+    return HTMLResponse(resources.files("zerosearch_simulator").joinpath("static/index.html").read_text("utf-8"))
+
+
+# `GET /` is shared with SearXNG's `/?format=json`; the dialects module decides who answers it.
+playground_router = APIRouter(include_in_schema=False)
+playground_router.add_api_route("/", playground_page, methods=["GET"])
