@@ -182,6 +182,11 @@ class RedisCache(Cache):
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
         try:
+            # Double-check: the previous holder may have stored the value and released the lock between
+            # our last look and our SET NX.
+            value = await self.get(key)
+            if value is not None:
+                return value, True
             value = await compute()
             await self.set(key, value)
             return value, False

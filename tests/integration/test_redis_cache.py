@@ -1,0 +1,118 @@
+"""The cache, single-flight and curriculum on a real Redis, including Redis going away mid-run."""
+
+import asyncio
+import shutil
+import subprocess
+import time
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import free_port
+from zerosearch_simulator import Settings, create_app
+from zerosearch_simulator.backends.scripted import ScriptedBackend
+from zerosearch_simulator.curriculum import STALE_AFTER_S
+
+
+@asynccontextmanager
+async def replica(redis_url, **settings):
+    backend = ScriptedBackend(delay_s=settings.pop("delay_s", 0.0))
+    app = create_app(Settings(backend="scripted", redis_url=redis_url, **settings), backend=backend)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as client:
+            client.backend, client.app = backend, app
+            yield client
+
+
+def metric(client, name, **labels):
+    return client.app.state.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_results_are_shared_between_replicas_with_ttl(redis_url):
+    async with replica(redis_url, cache_ttl_s=120) as a, replica(redis_url) as b:
+        first = (await a.post("/v1/search", json={"query": "who painted the mona lisa", "noise": 0})).json()
+        second = (await b.post("/v1/search", json={"query": "who painted the mona lisa", "noise": 0})).json()
+    assert not first["cached"] and second["cached"]
+    assert second["documents"] == first["documents"]
+    assert len(a.backend.calls) == 1 and len(b.backend.calls) == 0
+    r = redis.Redis.from_url(redis_url)
+    keys = r.keys("zerosearch:v1:doc:*")
+    assert len(keys) == 1 and 0 < r.ttl(keys[0]) <= 120
+    assert not r.keys("zerosearch:v1:lock:*")  # locks are released
+
+
+async def test_single_flight_across_replicas(redis_url):
+    async with replica(redis_url, delay_s=0.5) as a, replica(redis_url, delay_s=0.5) as b:
+        body = {"query": "tallest mountain", "noise": 0}
+        rs = await asyncio.gather(*(c.post("/v1/search", json=body) for c in [a, b] * 16))
+    assert all(r.status_code == 200 for r in rs)
+    assert len(a.backend.calls) + len(b.backend.calls) == 1
+    assert sum(not r.json()["cached"] for r in rs) == 1
+    assert len({str(r.json()["documents"]) for r in rs}) == 1
+
+
+async def test_curriculum_is_shared(redis_url):
+    async with replica(redis_url) as a, replica(redis_url) as b:
+        put = await a.put("/v1/curriculum", json={"step": 50, "total_steps": 100, "start": 0.0, "end": 0.5})
+        assert put.status_code == 200
+        await asyncio.sleep(STALE_AFTER_S + 0.1)
+        seen = (await b.get("/v1/curriculum")).json()
+        searched = (await b.post("/v1/search", json={"query": "q"})).json()
+    assert seen["step"] == 50 and seen["noise"] == pytest.approx(put.json()["noise"])
+    assert searched["noise"] == pytest.approx(put.json()["noise"])
+
+
+@pytest.fixture
+def private_redis():
+    """A redis-server of our own, so that the test can stop and restart it."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not on PATH (apt-get install redis-server); needed to test Redis loss")
+    port = free_port()
+
+    def start():
+        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                redis.Redis(port=port).ping()
+                return proc
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("private redis-server did not start")
+
+    holder = {"proc": start()}
+
+    def stop():
+        holder["proc"].kill()
+        holder["proc"].wait()
+
+    def restart():
+        holder["proc"] = start()
+
+    yield f"redis://127.0.0.1:{port}/0", stop, restart
+    stop()
+
+
+async def test_redis_loss_mid_run_degrades_then_recovers(private_redis):
+    url, stop, restart = private_redis
+    async with replica(url) as sim:
+        assert (await sim.post("/v1/search", json={"query": "before", "noise": 0})).status_code == 200
+        assert (await sim.post("/v1/search", json={"query": "before", "noise": 0})).json()["cached"]
+        assert (await sim.get("/readyz")).json()["status"] == "ready"
+
+        stop()
+        during = [await sim.post("/v1/search", json={"query": f"during {i}", "noise": 0}) for i in range(5)]
+        assert all(r.status_code == 200 and len(r.json()["documents"]) == 5 for r in during)
+        assert not any(r.json()["cached"] for r in during)
+        ready = await sim.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+        assert metric(sim, "zerosearch_cache_errors_total") >= 1
+        assert (await sim.get("/v1/curriculum")).status_code == 200  # last known schedule
+
+        restart()
+        await asyncio.sleep(1.2)  # past the pause after a Redis failure
+        assert (await sim.get("/readyz")).json()["status"] == "ready"
+        await sim.post("/v1/search", json={"query": "after", "noise": 0})
+        assert (await sim.post("/v1/search", json={"query": "after", "noise": 0})).json()["cached"]
