@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from zerosearch_core.schemas import CurriculumState
 
+from zerosearch_core.schemas import CurriculumState
 from zerosearch_simulator.api import native, system
 from zerosearch_simulator.api.dialects import dialects_lifespan, include_dialects
 from zerosearch_simulator.backends import Backend, build_backend

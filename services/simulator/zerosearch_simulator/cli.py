@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,16 +12,16 @@ command = typer.Typer(add_completion=False, help="Start the search simulator (Fa
 
 @command.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Interface to bind (env ZS_HOST; default 127.0.0.1).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (env ZS_PORT; default 8000).")] = None,
-    backend: Annotated[Optional[str], typer.Option(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (env ZS_HOST; default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env ZS_PORT; default 8000).")] = None,
+    backend: Annotated[str | None, typer.Option(
         help="transformers (CPU/GPU default), vllm, openai, or scripted (canned, for demos) (env ZS_BACKEND).")] = None,
-    model: Annotated[Optional[str], typer.Option(
+    model: Annotated[str | None, typer.Option(
         help="Local path or hub id; default: the bundled SmolLM2-135M-Instruct (env ZS_MODEL).")] = None,
-    redis_url: Annotated[Optional[str], typer.Option(
+    redis_url: Annotated[str | None, typer.Option(
         help="Redis URL for a cache shared by replicas; default: in-process cache (env ZS_REDIS_URL).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes (each loads the model).")] = 1,
-    log_level: Annotated[Optional[str], typer.Option(help="debug, info, warning (env ZS_LOG_LEVEL).")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning (env ZS_LOG_LEVEL).")] = None,
 ) -> None:
     """Start the simulator. Options override the matching ZS_* environment variables."""
     import uvicorn

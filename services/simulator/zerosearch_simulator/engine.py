@@ -16,7 +16,6 @@ from zerosearch_core.curriculum import is_noisy
 from zerosearch_core.errors import BackendError, GenerationTimeoutError, QueueFullError
 from zerosearch_core.protocol import render_paper
 from zerosearch_core.schemas import Document, Label, SearchRequest, SearchResponse
-
 from zerosearch_simulator import parsing, prompts
 from zerosearch_simulator.backends.base import Backend, GenerationRequest
 from zerosearch_simulator.cache import Cache

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
 from zerosearch_core.errors import BackendError, GenerationTimeoutError, QueueFullError, RequestError
 
 logger = logging.getLogger(__name__)

@@ -6,6 +6,7 @@ import asyncio
 
 from fastapi import APIRouter
 from pydantic import ValidationError
+
 from zerosearch_core.errors import BackendError, RequestError
 from zerosearch_core.schemas import (
     BatchSearchRequest,
@@ -17,7 +18,6 @@ from zerosearch_core.schemas import (
     SearchRequest,
     SearchResponse,
 )
-
 from zerosearch_simulator.api.deps import EngineDep
 from zerosearch_simulator.curriculum import describe
 from zerosearch_simulator.errors import describe_validation_error
