@@ -1,16 +1,12 @@
 """The cache, single-flight and curriculum on a real Redis, including Redis going away mid-run."""
 
 import asyncio
-import shutil
-import subprocess
-import time
 from contextlib import asynccontextmanager
 
 import httpx
 import pytest
 import redis
 
-from tests.conftest import free_port
 from zerosearch_simulator import Settings, create_app
 from zerosearch_simulator.backends.scripted import ScriptedBackend
 from zerosearch_simulator.curriculum import STALE_AFTER_S
@@ -64,45 +60,13 @@ async def test_curriculum_is_shared(redis_url):
     assert searched["noise"] == pytest.approx(put.json()["noise"])
 
 
-@pytest.fixture
-def private_redis():
-    """A redis-server of our own, so that the test can stop and restart it."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not on PATH (apt-get install redis-server); needed to test Redis loss")
-    port = free_port()
-
-    def start():
-        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no"], stdout=subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                redis.Redis(port=port).ping()
-                return proc
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("private redis-server did not start")
-
-    holder = {"proc": start()}
-
-    def stop():
-        holder["proc"].kill()
-        holder["proc"].wait()
-
-    def restart():
-        holder["proc"] = start()
-
-    yield f"redis://127.0.0.1:{port}/0", stop, restart
-    stop()
-
-
 async def test_redis_loss_mid_run_degrades_then_recovers(private_redis):
-    url, stop, restart = private_redis
-    async with replica(url) as sim:
+    async with replica(private_redis.url) as sim:
         assert (await sim.post("/v1/search", json={"query": "before", "noise": 0})).status_code == 200
         assert (await sim.post("/v1/search", json={"query": "before", "noise": 0})).json()["cached"]
         assert (await sim.get("/readyz")).json()["status"] == "ready"
 
-        stop()
+        private_redis.stop()
         during = [await sim.post("/v1/search", json={"query": f"during {i}", "noise": 0}) for i in range(5)]
         assert all(r.status_code == 200 and len(r.json()["documents"]) == 5 for r in during)
         assert not any(r.json()["cached"] for r in during)
@@ -111,7 +75,7 @@ async def test_redis_loss_mid_run_degrades_then_recovers(private_redis):
         assert metric(sim, "zerosearch_cache_errors_total") >= 1
         assert (await sim.get("/v1/curriculum")).status_code == 200  # last known schedule
 
-        restart()
+        private_redis.start()
         await asyncio.sleep(1.2)  # past the pause after a Redis failure
         assert (await sim.get("/readyz")).json()["status"] == "ready"
         await sim.post("/v1/search", json={"query": "after", "noise": 0})

@@ -93,8 +93,8 @@ class SearchEngine:
     async def _generate(self, request: SearchRequest, label: Label, seed: int) -> dict[str, Any]:
         messages = prompts.build_messages(request.mode, label=label, query=request.query,
                                           question=request.question, answers=request.answers, k=request.k)
-        # The budget grows with k: about 60 tokens per ~30-word document, never below the configured one.
-        budget = max(self.settings.max_new_tokens, 64 * request.k)
+        # ZS_MAX_NEW_TOKENS is the budget for five documents; more documents get proportionally more.
+        budget = max(self.settings.max_new_tokens, self.settings.max_new_tokens * request.k // 5)
         snippets: list[str] = []
         for attempt in range(GENERATION_ATTEMPTS):
             generation_request = GenerationRequest(
@@ -132,4 +132,5 @@ class SearchEngine:
             self.metrics.queue_depth.set(self._pending)
         self.metrics.generations.inc()
         self.metrics.generated_tokens.inc(generation.completion_tokens)
+        self.metrics.generation_duration.observe(generation.backend_seconds)
         return generation.text

@@ -1,0 +1,180 @@
+"""`zerosearch serve` with the bundled SmolLM2 model, real Redis and real HTTP: the CPU default end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from tests.conftest import PrivateRedis, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+VENV_BIN = Path(sys.executable).parent
+STARTUP_TIMEOUT_S = 600  # the first start converts the bundled GGUF into a checkpoint
+
+
+class Server:
+    def __init__(self, redis_url: str, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"zerosearch-serve-{self.port}.log"
+        environment = os.environ | {"ZS_MAX_NEW_TOKENS": "64", "ZS_MAX_BATCH": "8", "ZS_MAX_WAIT_MS": "150",
+                                    "ZS_TEMPERATURE": "0.7", "ZS_LOG_LEVEL": "info"} | env
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "zerosearch"), "serve", "--port", str(self.port), "--redis-url", redis_url],
+            env=environment, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"zerosearch serve exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"zerosearch serve not ready after {STARTUP_TIMEOUT_S} s:\n{self.log.read_text()}")
+
+    def metric(self, name: str) -> float:
+        text = httpx.get(self.url + "/metrics").text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name + " ") or line.startswith(name + "{"))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    server = PrivateRedis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(redis_server):
+    srv = Server(redis_server.url)
+    yield srv
+    srv.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def http(server):
+    async with httpx.AsyncClient(base_url=server.url, timeout=300) as client:
+        yield client
+
+
+async def test_real_model_answers_with_k_documents(http, server):
+    r = await http.post("/v1/search", json={"query": "capital of France", "k": 3, "noise": 0,
+                                            "question": "What is the capital of France?", "answers": ["Paris"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert "SmolLM2" in body["model"]
+    assert 1 <= len(body["documents"]) <= 3 and body["partial"] == (len(body["documents"]) < 3)
+    for doc in body["documents"]:
+        assert doc["label"] == "useful" and doc["url"].startswith("https://") and ".example/" in doc["url"]
+        assert len(doc["snippet"].split()) >= 4 and doc["title"]
+    assert body["text"].startswith("Doc 1: ")
+    again = (await http.post("/v1/search", json={"query": "capital of  france", "k": 3, "noise": 0,
+                                                 "question": "What is the capital of France?",
+                                                 "answers": ["Paris"]})).json()
+    assert again["cached"] and again["documents"] == body["documents"]
+
+
+async def test_results_live_in_redis(http, redis_server):
+    import redis
+
+    await http.post("/v1/search", json={"query": "largest ocean", "k": 2, "noise": 0})
+    assert redis.Redis.from_url(redis_server.url).keys("zerosearch:v1:doc:*")
+    assert (await http.get("/readyz")).json()["cache"] == "redis"
+
+
+async def test_concurrent_misses_are_batched(http, server):
+    batches_before = server.metric("zerosearch_batch_size_count")
+    generations_before = server.metric("zerosearch_generations_total")
+    queries = [f"history of the {thing}" for thing in ("bicycle", "telescope", "printing press", "compass")]
+    rs = await asyncio.gather(*(http.post("/v1/search", json={"query": q, "k": 2, "noise": 0}) for q in queries))
+    assert all(r.status_code == 200 for r in rs)
+    generations = server.metric("zerosearch_generations_total") - generations_before
+    batches = server.metric("zerosearch_batch_size_count") - batches_before
+    assert generations >= 4
+    assert batches < generations  # several generations shared a batch
+
+
+async def test_identical_concurrent_misses_generate_once(http, server):
+    before = server.metric("zerosearch_generations_total")
+    body = {"query": "who invented the telephone", "k": 2, "noise": 0, "seed": 7}
+    rs = await asyncio.gather(*(http.post("/v1/search", json=body) for _ in range(16)))
+    assert all(r.status_code == 200 for r in rs)
+    assert sum(not r.json()["cached"] for r in rs) == 1
+    # one search = one generation, or two when the model wrote too few documents and was retried once
+    assert server.metric("zerosearch_generations_total") - before in (1, 2)
+
+
+BAD_BODIES = [b'{"query": ""}', b'{"query": "a\\u0000b"}', b'{"query": "q", "k": 99}', b'{"query": "q", "noise": "x"}',
+              b"\xff\xfe\x00", b"{", b'{"query": "q", "mode": 1}']
+
+
+@pytest.mark.parametrize("content", BAD_BODIES)
+async def test_bad_input_over_http_is_4xx(http, content):
+    r = await http.post("/v1/search", content=content, headers={"content-type": "application/json"})
+    assert 400 <= r.status_code < 500
+    assert set(r.json()["error"]) == {"code", "message", "field"}
+
+
+def test_search_cli_prints_documents(server):
+    out = subprocess.run([str(VENV_BIN / "zerosearch"), "search", "capital of France", "-k", "3", "--noise", "0",
+                          "--question", "What is the capital of France?", "--answer", "Paris",
+                          "--url", f"http://127.0.0.1:{free_port()},{server.url}", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["cached"] and body["documents"]  # same request as the first test: served from Redis
+
+
+async def test_redis_loss_mid_run_keeps_answering(http, server, redis_server):
+    redis_server.stop()
+    try:
+        r = await http.post("/v1/search", json={"query": "tallest building", "k": 2, "noise": 0})
+        assert r.status_code == 200 and not r.json()["cached"]
+        assert (await http.get("/readyz")).json()["status"] == "degraded"
+        assert server.metric("zerosearch_cache_errors_total") >= 1
+    finally:
+        redis_server.start()
+    await asyncio.sleep(1.2)
+    assert (await http.get("/readyz")).json()["status"] == "ready"
+
+
+def test_graceful_shutdown_finishes_in_flight_requests(redis_server):
+    srv = Server(redis_server.url)
+    with httpx.Client(base_url=srv.url, timeout=300) as client:
+        import threading
+
+        result = {}
+
+        def slow_search():
+            result["response"] = client.post("/v1/search", json={"query": "longest river", "k": 3, "cache": False})
+
+        thread = threading.Thread(target=slow_search)
+        thread.start()
+        time.sleep(1.0)  # the generation is running
+        srv.proc.send_signal(signal.SIGTERM)
+        thread.join(120)
+    assert result["response"].status_code == 200
+    assert srv.proc.wait(60) == 0
+    assert '"stopped"' in srv.log.read_text()
