@@ -171,3 +171,23 @@ async def test_readyz_and_metrics_names(api):
                  "zerosearch_backend_errors_total", "zerosearch_cache_errors_total", "zerosearch_batch_size"]:
         assert name in text, name
     assert 'zerosearch_requests_total{route="/v1/search",status="200"} 1.0' in text
+
+
+async def test_large_batch_waits_instead_of_overflowing_the_queue():
+    app, backend = make_client(ScriptedBackend(delay_s=0.05), max_queue=8)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as client:
+            r = await client.post("/v1/search/batch", json={"requests": [{"query": f"q{i}"} for i in range(40)]})
+    results = r.json()["results"]
+    assert r.status_code == 200 and len(results) == 40
+    assert all("documents" in item for item in results), [i for i in results if "error" in i][:2]
+    assert [item["query"] for item in results] == [f"q{i}" for i in range(40)]
+
+
+async def test_batch_item_failure_is_an_error_item():
+    app, backend = make_client()
+    async with app.router.lifespan_context(app):
+        backend.fail_next = 1
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as client:
+            r = await client.post("/v1/search/batch", json={"requests": [{"query": "a"}]})
+    assert r.json()["results"][0]["error"]["code"] == "backend_error"

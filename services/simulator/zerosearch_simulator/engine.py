@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from zerosearch_core.curriculum import is_noisy
-from zerosearch_core.errors import BackendError, GenerationTimeoutError, QueueFullError
+from zerosearch_core.errors import BackendError, GenerationTimeoutError, QueueFullError, ZeroSearchError
 from zerosearch_core.protocol import render_paper
 from zerosearch_core.schemas import Document, Label, SearchRequest, SearchResponse
 from zerosearch_simulator import parsing, prompts
@@ -89,6 +89,21 @@ class SearchEngine:
                               partial=value["partial"], model=self.backend.model_id,
                               latency_ms=round((time.perf_counter() - started) * 1000, 3),
                               text=render_paper(documents))
+
+    async def search_many(self, requests: list[SearchRequest]) -> list[SearchResponse | ZeroSearchError]:
+        """Many searches, concurrently but at most a quarter of ZS_MAX_QUEUE at a time, so that one large batch
+        (a training step sends hundreds of queries) waits its turn instead of filling the queue and failing
+        with 503. A failed search is returned, as its exception, in its place."""
+        limit = asyncio.Semaphore(max(1, self.settings.max_queue // 4))
+
+        async def one(request: SearchRequest) -> SearchResponse | ZeroSearchError:
+            async with limit:
+                try:
+                    return await self.search(request)
+                except ZeroSearchError as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(one(r) for r in requests)))
 
     async def _generate(self, request: SearchRequest, label: Label, seed: int) -> dict[str, Any]:
         messages = prompts.build_messages(request.mode, label=label, query=request.query,

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter
 from pydantic import ValidationError
 
-from zerosearch_core.errors import BackendError, RequestError
 from zerosearch_core.schemas import (
     BatchSearchRequest,
     BatchSearchResponse,
@@ -40,17 +37,20 @@ async def search_batch(batch: BatchSearchRequest, engine: EngineDep) -> BatchSea
     """Many searches in one call, run concurrently; results keep the order of `requests`, and a bad or
     failed item becomes an error item without failing the others."""
 
-    async def one(index: int, raw: dict) -> SearchResponse | ErrorBody:
+    results: list[SearchResponse | ErrorBody | None] = [None] * len(batch.requests)
+    valid: dict[int, SearchRequest] = {}
+    for index, raw in enumerate(batch.requests):
         try:
-            return await engine.search(SearchRequest.model_validate(raw))
+            valid[index] = SearchRequest.model_validate(raw)
         except ValidationError as exc:
             code, message, field = describe_validation_error(exc.errors()[0], located=False)
-            return ErrorBody(error=ErrorDetail(code=code, message=message, field=f"requests[{index}].{field}"
-                                               if field else f"requests[{index}]"))
-        except (RequestError, BackendError) as exc:
-            return ErrorBody(error=ErrorDetail(code=exc.code, message=exc.message))
-
-    return BatchSearchResponse(results=await asyncio.gather(*(one(i, r) for i, r in enumerate(batch.requests))))
+            results[index] = ErrorBody(error=ErrorDetail(
+                code=code, message=message, field=f"requests[{index}].{field}" if field else f"requests[{index}]"))
+    searched = await engine.search_many(list(valid.values()))
+    for index, outcome in zip(valid, searched, strict=True):
+        results[index] = outcome if isinstance(outcome, SearchResponse) else ErrorBody(
+            error=ErrorDetail(code=getattr(outcome, "code", "search_failed"), message=str(outcome)))
+    return BatchSearchResponse(results=results)
 
 
 @router.get("/curriculum", response_model=CurriculumResponse)
