@@ -80,3 +80,25 @@ async def test_redis_loss_mid_run_degrades_then_recovers(private_redis):
         assert (await sim.get("/readyz")).json()["status"] == "ready"
         await sim.post("/v1/search", json={"query": "after", "noise": 0})
         assert (await sim.post("/v1/search", json={"query": "after", "noise": 0})).json()["cached"]
+
+
+async def test_lock_of_a_dead_holder_lapses_quickly(redis_url):
+    """A replica killed mid-generation leaves its lock behind; the others take over after one lock TTL."""
+    import json
+
+    async with replica(redis_url, lock_ttl_s=0.6) as sim:
+        # Simulate the dead holder: a lock nobody renews, for the key this search will use.
+        r = redis.Redis.from_url(redis_url)
+        body = {"query": "orphaned lock", "noise": 0}
+        # Find the key by letting a first search fill it, then delete the value and plant a stale lock.
+        await sim.post("/v1/search", json=body)
+        (doc_key,) = [k for k in r.keys("zerosearch:v1:doc:*")]
+        digest = doc_key.decode().rsplit(":", 1)[1]
+        r.delete(doc_key)
+        r.set(f"zerosearch:v1:lock:{digest}", "dead-replica", px=600)
+        started = asyncio.get_running_loop().time()
+        answer = await sim.post("/v1/search", json=body)
+        waited = asyncio.get_running_loop().time() - started
+    assert answer.status_code == 200 and not answer.json()["cached"]
+    assert 0.3 < waited < 5, waited  # waited for the stale lock to lapse, not for ZS_TIMEOUT_S
+    assert json.loads(r.get(doc_key))["documents"]

@@ -181,6 +181,9 @@ class RedisCache(Cache):
                 break
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
+        # Keep the lock alive while we generate: a short TTL renewed by a live holder means a holder that
+        # dies (a killed replica) stalls the others for at most one TTL, not for a whole generation timeout.
+        renewer = asyncio.create_task(self._keep_lock(lock_key, token))
         try:
             # Double-check: the previous holder may have stored the value and released the lock between
             # our last look and our SET NX.
@@ -191,9 +194,19 @@ class RedisCache(Cache):
             await self.set(key, value)
             return value, False
         finally:
+            renewer.cancel()
             try:
                 # Release only our own lock (a slow generation may have outlived it).
                 await self._call("eval", _RELEASE_LOCK, 1, lock_key, token)
+            except _Down:
+                pass
+
+    async def _keep_lock(self, lock_key: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self.lock_ttl_ms / 3000)
+            try:
+                if not await self._call("eval", _RENEW_LOCK, 1, lock_key, token, self.lock_ttl_ms):
+                    return  # lost it (expired under a long Redis outage): nothing left to renew
             except _Down:
                 pass
 
@@ -213,6 +226,10 @@ class _Down(Exception):
     """Redis is unavailable right now."""
 
 
+_RENEW_LOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
 _RELEASE_LOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0

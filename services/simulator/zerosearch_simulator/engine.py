@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 # One retry when the model writes fewer than k usable documents, then return what there is.
 GENERATION_ATTEMPTS = 2
+MIN_NEW_TOKENS = 48
 
 
 def normalize_query(query: str) -> str:
@@ -108,8 +109,9 @@ class SearchEngine:
     async def _generate(self, request: SearchRequest, label: Label, seed: int) -> dict[str, Any]:
         messages = prompts.build_messages(request.mode, label=label, query=request.query,
                                           question=request.question, answers=request.answers, k=request.k)
-        # ZS_MAX_NEW_TOKENS is the budget for five documents; more documents get proportionally more.
-        budget = max(self.settings.max_new_tokens, self.settings.max_new_tokens * request.k // 5)
+        # ZS_MAX_NEW_TOKENS is the budget for five documents; other counts get a proportional share (the stop
+        # string `Doc {k+1}:` ends most generations earlier anyway).
+        budget = max(MIN_NEW_TOKENS, self.settings.max_new_tokens * request.k // 5)
         snippets: list[str] = []
         for attempt in range(GENERATION_ATTEMPTS):
             generation_request = GenerationRequest(

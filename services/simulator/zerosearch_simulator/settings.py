@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="Redis URL; unset: an in-process LRU cache.")
     cache_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="Lifetime of a cached result.")
     cache_max_entries: int = Field(50_000, ge=1, description="Size of the in-process LRU cache.")
-    lock_ttl_s: float = Field(300.0, gt=0.0, description="Single-flight lock lifetime across replicas.")
+    lock_ttl_s: float = Field(10.0, ge=0.3, description=(
+        "Single-flight lock lifetime across replicas; the generating replica renews it every third of it, so a "
+        "replica that dies mid-generation holds the others up for at most this long."))
 
     # the useful/noisy decision
     seed: int = Field(0, ge=0, description="Seed of the useful/noisy draw when a request sends none.")
