@@ -177,5 +177,6 @@ def test_graceful_shutdown_finishes_in_flight_requests(redis_server):
         srv.proc.send_signal(signal.SIGTERM)
         thread.join(120)
     assert result["response"].status_code == 200
-    assert srv.proc.wait(60) == 0
+    # uvicorn re-raises the SIGTERM it handled once shutdown is complete: exit by that signal is the clean exit.
+    assert srv.proc.wait(60) in (0, -signal.SIGTERM)
     assert '"stopped"' in srv.log.read_text()

@@ -36,6 +36,27 @@ class Settings(BaseSettings):
     timeout_s: float = Field(120.0, gt=0.0, description="Deadline of one search's generation (504 after).")
     openai_base_urls: str | None = Field(None, description="Comma-separated base URLs for the openai backend.")
 
+    # vllm backend (ZS_BACKEND=vllm)
+    vllm_tensor_parallel_size: int = Field(1, ge=1, description="GPUs one vLLM engine spans (tensor parallel).")
+    vllm_gpu_memory_utilization: float = Field(
+        0.9, gt=0.0, le=1.0, description="Share of GPU memory vLLM may take (weights + KV cache).")
+    vllm_max_model_len: int | None = Field(
+        None, ge=128, description="vLLM context length; unset: the model's. Lower it to fit the KV cache.")
+    vllm_enforce_eager: bool | None = Field(
+        None, description="Skip CUDA graphs/torch.compile; unset: on for CPU (start-up ~35 s, not ~200 s), off on GPU.")
+    vllm_max_num_seqs: int | None = Field(None, ge=1, description="Most requests vLLM runs at once; unset: vLLM's.")
+    vllm_kv_cache_gib: float | None = Field(
+        None, gt=0.0, description="vLLM KV cache in GiB; unset: from gpu_memory_utilization on GPU, "
+                                  "VLLM_CPU_KVCACHE_SPACE or 2 GiB on CPU.")
+
+    # openai backend (ZS_BACKEND=openai)
+    openai_api_key: str | None = Field(None, description="Bearer key sent to the OpenAI-compatible servers.")
+    openai_timeout_s: float = Field(60.0, gt=0.0, description="Deadline of one attempt on one server; then the next.")
+    openai_retries: int = Field(
+        2, ge=0, le=20, description="Further attempts after the first, each on the next server.")
+    openai_balance: Literal["least_inflight", "round_robin"] = Field(
+        "least_inflight", description="How generations are spread over ZS_OPENAI_BASE_URLS.")
+
     # cache
     redis_url: str | None = Field(None, description="Redis URL; unset: an in-process LRU cache.")
     cache_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="Lifetime of a cached result.")

@@ -23,11 +23,11 @@ def build_backend(settings: Settings) -> Backend:
 
         return ScriptedBackend()
     if settings.backend == "vllm":
-        from zerosearch_simulator.backends.vllm import VLLMBackend  # type: ignore[import-not-found]
+        from zerosearch_simulator.backends.vllm import VLLMBackend
 
         return VLLMBackend(settings)
     if settings.backend == "openai":
-        from zerosearch_simulator.backends.openai import OpenAIBackend  # type: ignore[import-not-found]
+        from zerosearch_simulator.backends.openai import OpenAIBackend
 
         return OpenAIBackend(settings)
     raise ValueError(f"unknown backend {settings.backend!r}")
