@@ -10,11 +10,13 @@ from zerosearch_simulator.engine import SearchEngine
 from zerosearch_simulator.settings import Settings
 
 
-def get_engine(request: Request) -> SearchEngine:
+# async on purpose: FastAPI runs a plain `def` dependency in a worker thread, which costs more than the
+# whole cache-hit path.
+async def get_engine(request: Request) -> SearchEngine:
     return request.app.state.engine
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
