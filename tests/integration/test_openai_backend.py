@@ -23,9 +23,9 @@ import pytest
 
 from tests.conftest import free_port
 from zerosearch_core.errors import BackendError
+from zerosearch_core.models import resolve_model
 from zerosearch_simulator.backends.base import GenerationRequest
 from zerosearch_simulator.backends.openai import OpenAIBackend
-from zerosearch_simulator.model_store import resolve_model
 from zerosearch_simulator.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

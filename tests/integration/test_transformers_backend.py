@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from zerosearch_core import models as model_store
 from zerosearch_core.errors import BackendError
-from zerosearch_simulator import model_store
+from zerosearch_core.models import cache_dir, resolve_model
 from zerosearch_simulator.backends.base import GenerationRequest
 from zerosearch_simulator.backends.transformers import TransformersBackend
-from zerosearch_simulator.model_store import cache_dir, resolve_model
 from zerosearch_simulator.settings import Settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

