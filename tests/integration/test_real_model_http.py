@@ -17,7 +17,8 @@ import pytest_asyncio
 
 from tests.conftest import PrivateRedis, free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = pytest.mark.slow
+on_module_loop = pytest.mark.asyncio(loop_scope="module")
 VENV_BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT_S = 600  # the first start converts the bundled GGUF into a checkpoint
 
@@ -80,6 +81,7 @@ async def http(server):
         yield client
 
 
+@on_module_loop
 async def test_real_model_answers_with_k_documents(http, server):
     r = await http.post("/v1/search", json={"query": "capital of France", "k": 3, "noise": 0,
                                             "question": "What is the capital of France?", "answers": ["Paris"]})
@@ -97,6 +99,7 @@ async def test_real_model_answers_with_k_documents(http, server):
     assert again["cached"] and again["documents"] == body["documents"]
 
 
+@on_module_loop
 async def test_results_live_in_redis(http, redis_server):
     import redis
 
@@ -105,6 +108,7 @@ async def test_results_live_in_redis(http, redis_server):
     assert (await http.get("/readyz")).json()["cache"] == "redis"
 
 
+@on_module_loop
 async def test_concurrent_misses_are_batched(http, server):
     batches_before = server.metric("zerosearch_batch_size_count")
     generations_before = server.metric("zerosearch_generations_total")
@@ -117,6 +121,7 @@ async def test_concurrent_misses_are_batched(http, server):
     assert batches < generations  # several generations shared a batch
 
 
+@on_module_loop
 async def test_identical_concurrent_misses_generate_once(http, server):
     before = server.metric("zerosearch_generations_total")
     body = {"query": "who invented the telephone", "k": 2, "noise": 0, "seed": 7}
@@ -131,6 +136,7 @@ BAD_BODIES = [b'{"query": ""}', b'{"query": "a\\u0000b"}', b'{"query": "q", "k":
               b"\xff\xfe\x00", b"{", b'{"query": "q", "mode": 1}']
 
 
+@on_module_loop
 @pytest.mark.parametrize("content", BAD_BODIES)
 async def test_bad_input_over_http_is_4xx(http, content):
     r = await http.post("/v1/search", content=content, headers={"content-type": "application/json"})
@@ -148,6 +154,7 @@ def test_search_cli_prints_documents(server):
     assert body["cached"] and body["documents"]  # same request as the first test: served from Redis
 
 
+@on_module_loop
 async def test_redis_loss_mid_run_keeps_answering(http, server, redis_server):
     redis_server.stop()
     try:
