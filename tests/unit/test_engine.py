@@ -191,3 +191,13 @@ async def test_batch_item_failure_is_an_error_item():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as client:
             r = await client.post("/v1/search/batch", json={"requests": [{"query": "a"}]})
     assert r.json()["results"][0]["error"]["code"] == "backend_error"
+
+
+async def test_retry_samples_even_when_greedy():
+    backend = ScriptedBackend(documents=1)
+    app, _ = make_client(backend, temperature=0.0)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as client:
+            await client.post("/v1/search", json={"query": "q", "k": 3})
+    assert [c.temperature for c in backend.calls] == [0.0, 0.7]
+    assert backend.calls[1].seed == backend.calls[0].seed + 1

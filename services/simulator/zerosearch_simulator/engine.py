@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 # One retry when the model writes fewer than k usable documents, then return what there is.
 GENERATION_ATTEMPTS = 2
 MIN_NEW_TOKENS = 48
+RETRY_TEMPERATURE = 0.7
 
 
 def normalize_query(query: str) -> str:
@@ -116,8 +117,12 @@ class SearchEngine:
         budget = max(MIN_NEW_TOKENS, self.settings.max_new_tokens * request.k // 5)
         snippets: list[str] = []
         for attempt in range(GENERATION_ATTEMPTS):
+            # Greedy decoding would write the same text again: the retry samples.
+            temperature = self.settings.temperature
+            if attempt > 0 and temperature == 0:
+                temperature = RETRY_TEMPERATURE
             generation_request = GenerationRequest(
-                messages=messages, max_new_tokens=budget, temperature=self.settings.temperature,
+                messages=messages, max_new_tokens=budget, temperature=temperature,
                 top_p=self.settings.top_p, seed=seed + attempt, stop=(f"Doc {request.k + 1}:",))
             text = await self._run_backend(generation_request)
             snippets = parsing.split_snippets(text, request.k)

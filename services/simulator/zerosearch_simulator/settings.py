@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     model: str | None = Field(None, description="Local path or hub id; unset: the bundled SmolLM2-135M-Instruct.")
     device: str = Field("auto", description="torch device for the transformers backend ('auto', 'cpu', 'cuda').")
     dtype: str = Field("auto", description="torch dtype ('auto': bfloat16 on GPU, float32 on CPU).")
+    torch_threads: int = Field(0, ge=0, le=1024, description=(
+        "CPU threads torch may use (0: torch's default, one per core). On a CPU shared with other work, 1 avoids "
+        "oversubscription, which can make generation several times slower."))
     max_new_tokens: int = Field(320, ge=8, le=4096, description="Generation budget per search (the paper: 600).")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature (0: greedy).")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling.")

@@ -115,6 +115,8 @@ class TransformersBackend(Backend):
         self._worker = asyncio.create_task(self._run(), name="transformers-batcher")
 
     def _load(self) -> tuple[Any, Any, str]:
+        if self.settings.torch_threads:
+            torch.set_num_threads(self.settings.torch_threads)
         resolved = resolve_model(self.settings.model)
         device = _pick_device(self.settings.device)
         dtype = _pick_dtype(self.settings.dtype, device)
