@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
+from tests.conftest import serve_in_thread
 from zerosearch_simulator.app import create_app
 from zerosearch_simulator.backends.scripted import ScriptedBackend
 from zerosearch_simulator.settings import Settings
@@ -27,34 +24,17 @@ KEY = "sk-test-key"
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     """The simulator without API keys (any key or none is accepted)."""
-    yield from _serve(Settings(backend="scripted"))
+    with serve_in_thread(create_app(Settings(backend="scripted"), backend=ScriptedBackend()), lifespan="on") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def keyed_url() -> Iterator[str]:
     """The simulator with ZS_API_KEYS set: each client's own auth error comes back."""
-    yield from _serve(Settings(backend="scripted", api_keys=KEY))
+    with serve_in_thread(create_app(Settings(backend="scripted", api_keys=KEY), backend=ScriptedBackend()),
+                         lifespan="on") as url:
+        yield url
 
-
-def _serve(settings: Settings) -> Iterator[str]:
-    app = create_app(settings, backend=ScriptedBackend())
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", ws="none",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "test server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
 
 
 # --- Tavily -------------------------------------------------------------------------------------------

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
+from tests.conftest import serve_in_thread
 from zerosearch_core.client import SearchClient, search_sync
 from zerosearch_core.errors import RequestError, SearchUnavailableError
 from zerosearch_core.schemas import CurriculumState, ErrorBody, SearchRequest, SearchResponse
@@ -146,28 +146,6 @@ def build_app() -> Starlette:
 
 
 @contextlib.contextmanager
-def serve(app: Starlette) -> Iterator[str]:
-    """Run `app` with uvicorn on a free loopback port in a background thread."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ws="none",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "test server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
-
-
-@contextlib.contextmanager
 def closed_port() -> Iterator[str]:
     """A URL whose port refuses connections: bound (so nobody else takes it) but not listening."""
     sock = socket.socket()
@@ -180,7 +158,7 @@ def closed_port() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[str]:
-    with serve(build_app()) as url:
+    with serve_in_thread(build_app()) as url:
         yield url
 
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from typer.testing import CliRunner
 
+from tests.conftest import serve_in_thread
 from zerosearch_core.schemas import SearchRequest, SearchResponse
 from zerosearch_core.search_cli import command
 
@@ -46,29 +44,9 @@ async def _search(request: Request) -> Response:
     return JSONResponse(response.model_dump())
 
 
-@contextlib.contextmanager
-def serve(app: Starlette) -> Iterator[str]:
-    """Run `app` with uvicorn on a free loopback port in a background thread."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ws="none"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "test server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
-
-
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    with serve(Starlette(routes=[Route("/v1/search", _search, methods=["POST"])])) as base:
+    with serve_in_thread(Starlette(routes=[Route("/v1/search", _search, methods=["POST"])])) as base:
         yield base
 
 
