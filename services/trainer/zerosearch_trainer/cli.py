@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -87,8 +88,26 @@ eval_command = typer.Typer(add_completion=False,
         help="EM / sub-EM / F1 of a policy on QA data through a search endpoint.")
 
 
+def _options_from_yaml(ctx: typer.Context, value: str | None) -> str | None:
+    """`--config FILE.yaml`: the file's keys become the defaults of the options; flags on the command line win."""
+    if value:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(Path(value).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise typer.BadParameter(f"cannot read {value}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise typer.BadParameter(f"{value} must hold a YAML mapping of option names to values")
+        ctx.default_map = {**(ctx.default_map or {}), **{str(k).replace("-", "_"): v for k, v in loaded.items()}}
+    return value
+
+
 @eval_command.command()
 def evaluate(
+    config: Annotated[str | None, typer.Option(
+        "--config", is_eager=True, callback=_options_from_yaml,
+        help="YAML file of these options (e.g. configs/eval-tiny-cpu.yaml); command-line flags win.")] = None,
     model: Annotated[str, typer.Option(help="Checkpoint directory, hub id, or 'bundled' (SmolLM2-135M).")] = "bundled",
     data: Annotated[str, typer.Option(help="QA file (.parquet/.jsonl/.json), directory or hub id.")
                     ] = "data/sample_test.jsonl",

@@ -79,7 +79,9 @@ def test_warmup_masks_information_and_saves_a_checkpoint(simulator: Simulator, t
 @pytest.mark.slow
 def test_eval_writes_em_f1_json(simulator: Simulator, tmp_path: Path):
     out = tmp_path / "eval.json"
-    done = run_cli("eval", "--model", "bundled", "--data", "data/sample_plain.jsonl", "--max_samples", "2",
+    # The recipe gives the defaults (16 samples, top_k 2, ...); the flags below win over it.
+    done = run_cli("eval", "--config", "configs/eval-tiny-cpu.yaml", "--model", "bundled",
+                   "--data", "data/sample_plain.jsonl", "--max_samples", "2",
                    "--max_turns", "1", "--max_completion_length", "48", "--max_tokens_per_turn", "16",
                    "--search_url", simulator.url, "--output", str(out), "--threads", "1")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -89,6 +91,15 @@ def test_eval_writes_em_f1_json(simulator: Simulator, tmp_path: Path):
         assert key in report["per_data_source"]["sample_plain"]
     assert report["overall"]["n"] == 2 and len(report["results"]) == 2
     assert "overall" in done.stdout
+
+
+def test_eval_config_values_are_validated(tmp_path: Path):
+    bad = tmp_path / "eval.yaml"
+    bad.write_text("max_samples: -3\n")
+    done = run_cli("eval", "--config", str(bad), timeout=120)
+    assert done.returncode == 2 and "max_samples" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("eval", "--config", str(tmp_path / "missing.yaml"), timeout=120)
+    assert done.returncode == 2 and "cannot read" in done.stderr
 
 
 def test_ask_prints_steps(simulator: Simulator):
