@@ -27,6 +27,13 @@ def test_every_field_has_a_default_and_help(cls):
 
 
 def _known_fields(kind: str) -> set[str]:
+    if kind == "eval":  # `zerosearch eval` is a Typer command: its recipe keys are the command's parameters
+        import typer.main
+
+        from zerosearch_trainer.cli import eval_command
+
+        return {p.name for p in typer.main.get_command(eval_command).params if p.name != "config"}
+
     from trl import GRPOConfig, ModelConfig, SFTConfig
 
     from zerosearch_trainer.warmup import WarmupArguments
@@ -40,7 +47,7 @@ def _known_fields(kind: str) -> set[str]:
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
 def test_recipe_keys_are_fields(recipe):
     data = yaml.safe_load((REPO / "configs" / recipe).read_text())
-    kind = "warmup" if recipe.startswith("warmup") else "train"
+    kind = next((k for k in ("warmup", "eval") if recipe.startswith(k)), "train")
     unknown = set(data) - _known_fields(kind) - {"env"}
     assert not unknown, f"{recipe}: unknown keys {sorted(unknown)}"
 
