@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.conftest import PrivateRedis, free_port
+from tests.conftest import PrivateRedis, ServeProcess, free_port
 
 pytestmark = pytest.mark.slow
 on_module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -23,42 +22,12 @@ VENV_BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT_S = 600  # the first start converts the bundled GGUF into a checkpoint
 
 
-class Server:
+class Server(ServeProcess):
     def __init__(self, redis_url: str, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"zerosearch-serve-{self.port}.log"
         # 200 tokens for five documents -> 80 for k=2; a generous deadline: a loaded 2-core machine is slow.
-        environment = os.environ | {"ZS_MAX_NEW_TOKENS": "200", "ZS_MAX_BATCH": "8", "ZS_MAX_WAIT_MS": "150",
-                                    "ZS_TEMPERATURE": "0.7", "ZS_TIMEOUT_S": "900", "ZS_LOG_LEVEL": "info"} | env
-        self.proc = subprocess.Popen(
-            [str(VENV_BIN / "zerosearch"), "serve", "--port", str(self.port), "--redis-url", redis_url],
-            env=environment, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"zerosearch serve exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"zerosearch serve not ready after {STARTUP_TIMEOUT_S} s:\n{self.log.read_text()}")
-
-    def metric(self, name: str) -> float:
-        text = httpx.get(self.url + "/metrics").text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name + " ") or line.startswith(name + "{"))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        super().__init__("--redis-url", redis_url, startup_s=STARTUP_TIMEOUT_S,
+                         env={"ZS_MAX_NEW_TOKENS": "200", "ZS_MAX_BATCH": "8", "ZS_MAX_WAIT_MS": "150",
+                              "ZS_TEMPERATURE": "0.7", "ZS_TIMEOUT_S": "900", "ZS_LOG_LEVEL": "info"} | env)
 
 
 @pytest.fixture(scope="module")

@@ -3,58 +3,26 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import ServeProcess
 
 VENV_BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[3]
 
 
-class Simulator:
+class Simulator(ServeProcess):
     def __init__(self, *, backend: str = "scripted", startup_s: float = 600, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"zs-trainer-sim-{self.port}.log"
-        environment = os.environ | {"ZS_LOG_LEVEL": "warning"} | env
-        environment.pop("ZS_REDIS_URL", None)
-        self.proc = subprocess.Popen([str(VENV_BIN / "zerosearch"), "serve", "--backend", backend,
-                                      "--port", str(self.port)], env=environment, stdout=self.log.open("w"),
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + startup_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"zerosearch serve exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"zerosearch serve not ready after {startup_s} s:\n{self.log.read_text()}")
+        super().__init__("--backend", backend, env={"ZS_LOG_LEVEL": "warning"} | env, drop_env=("ZS_REDIS_URL",),
+                         startup_s=startup_s, log_prefix="zs-trainer-sim")
 
     def batch_requests(self) -> float:
         """How many `POST /v1/search/batch` requests the server has answered (its Prometheus counter)."""
-        text = httpx.get(self.url + "/metrics").text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("zerosearch_requests_total{") and '"/v1/search/batch"' in line)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        return self.metric("zerosearch_requests_total", '"/v1/search/batch"')
 
 
 @pytest.fixture(scope="session")
