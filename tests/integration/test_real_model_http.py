@@ -73,7 +73,7 @@ async def test_results_live_in_redis(http, redis_server):
     import redis
 
     await http.post("/v1/search", json={"query": "largest ocean", "k": 2, "noise": 0})
-    assert redis.Redis.from_url(redis_server.url).keys("zerosearch:v1:doc:*")
+    assert redis.Redis.from_url(redis_server.url).keys("zerosearch:v2:doc:*")
     assert (await http.get("/readyz")).json()["cache"] == "redis"
 
 

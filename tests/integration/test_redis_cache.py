@@ -34,9 +34,9 @@ async def test_results_are_shared_between_replicas_with_ttl(redis_url):
     assert second["documents"] == first["documents"]
     assert len(a.backend.calls) == 1 and len(b.backend.calls) == 0
     r = redis.Redis.from_url(redis_url)
-    keys = r.keys("zerosearch:v1:doc:*")
+    keys = r.keys("zerosearch:v2:doc:*")
     assert len(keys) == 1 and 0 < r.ttl(keys[0]) <= 120
-    assert not r.keys("zerosearch:v1:lock:*")  # locks are released
+    assert not r.keys("zerosearch:v2:lock:*")  # locks are released
 
 
 async def test_single_flight_across_replicas(redis_url):
@@ -92,13 +92,53 @@ async def test_lock_of_a_dead_holder_lapses_quickly(redis_url):
         body = {"query": "orphaned lock", "noise": 0}
         # Find the key by letting a first search fill it, then delete the value and plant a stale lock.
         await sim.post("/v1/search", json=body)
-        (doc_key,) = [k for k in r.keys("zerosearch:v1:doc:*")]
+        (doc_key,) = [k for k in r.keys("zerosearch:v2:doc:*")]
         digest = doc_key.decode().rsplit(":", 1)[1]
         r.delete(doc_key)
-        r.set(f"zerosearch:v1:lock:{digest}", "dead-replica", px=600)
+        r.set(f"zerosearch:v2:lock:{digest}", "dead-replica", px=600)
         started = asyncio.get_running_loop().time()
         answer = await sim.post("/v1/search", json=body)
         waited = asyncio.get_running_loop().time() - started
     assert answer.status_code == 200 and not answer.json()["cached"]
     assert 0.3 < waited < 5, waited  # waited for the stale lock to lapse, not for ZS_TIMEOUT_S
     assert json.loads(r.get(doc_key))["documents"]
+
+
+async def test_concurrent_hits_share_one_mget_and_each_gets_its_own_value(redis_url):
+    async with replica(redis_url) as sim:
+        queries = [f"coalesced query {i}" for i in range(12)]
+        first = [(await sim.post("/v1/search", json={"query": q, "noise": 0})).json() for q in queries]
+        engine_redis = sim.app.state.engine.cache.redis
+        calls = []
+        real_mget = engine_redis.mget
+
+        async def counting_mget(keys, *args):
+            calls.append(list(keys))
+            return await real_mget(keys, *args)
+
+        engine_redis.mget = counting_mget
+        # Every hit, plus a repeated key and one absent key, looked up in the same event-loop iteration.
+        cache = sim.app.state.engine.cache
+        digests = [k.decode().rsplit(":", 1)[1] for k in redis.Redis.from_url(redis_url).keys("zerosearch:v2:doc:*")]
+        values = await asyncio.gather(*(cache.get(d) for d in [*digests, digests[0], "absent"]))
+        assert len(calls) == 1 and len(calls[0]) == len(digests) + 2
+        assert values[-1] is None and values[0] == values[-2]
+        assert sorted(v["text"] for v in values[:-2]) == sorted(a["text"] for a in first)
+
+        # Through HTTP: concurrent hits answer with their own documents.
+        hits = await asyncio.gather(*(sim.post("/v1/search", json={"query": q, "noise": 0}) for q in queries))
+        assert all(h.json()["cached"] for h in hits)
+        assert [h.json()["documents"] for h in hits] == [a["documents"] for a in first]
+
+
+async def test_a_cancelled_lookup_does_not_fail_the_others(redis_url):
+    async with replica(redis_url) as sim:
+        await sim.post("/v1/search", json={"query": "kept", "noise": 0})
+        cache = sim.app.state.engine.cache
+        (digest,) = [k.decode().rsplit(":", 1)[1] for k in redis.Redis.from_url(redis_url).keys("zerosearch:v2:doc:*")]
+        doomed = asyncio.ensure_future(cache.get(digest))
+        kept = asyncio.ensure_future(cache.get(digest))
+        await asyncio.sleep(0)
+        doomed.cancel()
+        assert (await kept)["documents"]
+        assert doomed.cancelled()

@@ -63,7 +63,8 @@ async def test_bad_search_bodies(api, body, status, field):
     (b"[1, 2]", {"content-type": "application/json"}, 422, "invalid_body"),
     (b'"just a string"', {"content-type": "application/json"}, 422, "invalid_body"),
     (b"query=x", {"content-type": "application/x-www-form-urlencoded"}, 422, "invalid_body"),
-    (b"", {"content-type": "application/json"}, 422, None),
+    (b"", {"content-type": "application/json"}, 422, "empty_body"),
+    (b"{\"query\": \"q\"}", {}, 422, "invalid_body"),
     (b'{"query": "' + b"x" * 70_000 + b'"}', {"content-type": "application/json"}, 413, "payload_too_large"),
 ])
 async def test_bad_raw_bodies(api, content, headers, status, code):

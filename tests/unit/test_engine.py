@@ -201,3 +201,21 @@ async def test_retry_samples_even_when_greedy():
             await client.post("/v1/search", json={"query": "q", "k": 3})
     assert [c.temperature for c in backend.calls] == [0.0, 0.7]
     assert backend.calls[1].seed == backend.calls[0].seed + 1
+
+
+@pytest.mark.parametrize("body", [{"query": "Who wrote  Hamlet?", "noise": 0.3, "seed": 11, "k": 3},
+                                  {"query": "who wrote hamlet?", "noise": 1.0, "question": "q", "answers": ["a"]}])
+async def test_native_json_path_matches_the_model_path(api, body):
+    """/v1/search serialises the cached value directly; dialects read SearchResponse: both must agree."""
+    from zerosearch_core.schemas import SearchRequest, SearchResponse
+
+    engine = api.app.state.engine
+    request = SearchRequest.model_validate(body)
+    await engine.search(request)  # fill the cache, so both paths below are hits
+    raw = await engine.search_json(request)
+    model = await engine.search(request)
+    parsed = SearchResponse.model_validate_json(raw)
+    assert parsed.model_dump(exclude={"latency_ms"}) == model.model_dump(exclude={"latency_ms"})
+    over_http = (await api.post("/v1/search", json=body)).json()
+    assert over_http | {"latency_ms": 0} == parsed.model_dump() | {"latency_ms": 0}
+    assert over_http["query"] == body["query"].strip() and over_http["cached"]

@@ -11,13 +11,13 @@ keeps answering and recovers on its own when Redis returns.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pydantic_core
 from cachetools import TTLCache
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 Compute = Callable[[], Awaitable[dict[str, Any]]]
 # A filled value, and whether it came from elsewhere (another replica's generation) rather than compute().
 Filled = tuple[dict[str, Any], bool]
-KEY_PREFIX = "zerosearch:v1:"
+# v2: values carry the rendered `text` as well.
+KEY_PREFIX = "zerosearch:v2:"
 # After a Redis failure, skip Redis for this long instead of paying a timeout on every request.
 RETRY_REDIS_AFTER_S = 1.0
 
@@ -127,6 +128,7 @@ class RedisCache(Cache):
         self.lock_ttl_ms = int(lock_ttl_s * 1000)
         self.wait_timeout_s = wait_timeout_s
         self._down_until = 0.0
+        self._lookups = _Coalescer(self._mget)
 
     # -- Redis with graceful degradation ------------------------------------------------------
     @property
@@ -148,15 +150,18 @@ class RedisCache(Cache):
             raise _Down from exc
 
     async def get(self, key: str) -> dict[str, Any] | None:
+        raw = await self._lookups.get(KEY_PREFIX + "doc:" + key)
+        return None if raw is None else pydantic_core.from_json(raw)
+
+    async def _mget(self, keys: list[str]) -> list[bytes | None]:
         try:
-            raw = await self._call("get", KEY_PREFIX + "doc:" + key)
+            return await self._call("mget", keys)
         except _Down:
-            return None
-        return None if raw is None else json.loads(raw)
+            return [None] * len(keys)
 
     async def set(self, key: str, value: dict[str, Any]) -> None:
         try:
-            await self._call("set", KEY_PREFIX + "doc:" + key, json.dumps(value), ex=self.ttl_s)
+            await self._call("set", KEY_PREFIX + "doc:" + key, pydantic_core.to_json(value), ex=self.ttl_s)
         except _Down:
             pass
 
@@ -220,6 +225,46 @@ class RedisCache(Cache):
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+
+class _Coalescer:
+    """Coalesces the lookups made in one event-loop iteration into one MGET.
+
+    A Redis command costs about 60 µs of CPU in redis-py's asyncio client, more than the rest of a cache hit
+    together. Under load many hits are looked up in the same iteration of the event loop, and one MGET then
+    serves them all (16 keys cost about 11 µs each). A lone lookup waits for nothing: it is sent in the next
+    iteration, as the only key of its MGET.
+    """
+
+    def __init__(self, mget: Callable[[list[str]], Awaitable[list[bytes | None]]]) -> None:
+        self._mget = mget
+        self._batch: list[tuple[str, asyncio.Future[bytes | None]]] | None = None
+        self._running: set[asyncio.Task[None]] = set()  # strong references: the loop keeps only weak ones
+
+    def get(self, key: str) -> asyncio.Future[bytes | None]:
+        loop = asyncio.get_running_loop()
+        if self._batch is None:
+            self._batch = []
+            loop.call_soon(self._flush)  # runs after every callback already due in this iteration
+        # One future per caller, even for a repeated key: a caller that is cancelled cancels only its own.
+        future: asyncio.Future[bytes | None] = loop.create_future()
+        self._batch.append((key, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch or [], None
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _send(self, batch: list[tuple[str, asyncio.Future[bytes | None]]]) -> None:
+        values: list[bytes | None] = [None] * len(batch)
+        try:
+            values = await self._mget([key for key, _ in batch])
+        finally:  # whatever happens, no caller is left waiting (None: answer as a miss)
+            for (_, future), value in zip(batch, values, strict=True):
+                if not future.done():
+                    future.set_result(value)
 
 
 class _Down(Exception):

@@ -41,4 +41,5 @@ def serve(
         raise typer.BadParameter(errors) from None
     log_config = configure_logging(settings.log_level)
     uvicorn.run("zerosearch_simulator.app:app_from_env", factory=True, host=settings.host, port=settings.port,
-                workers=workers, log_config=log_config, timeout_graceful_shutdown=int(settings.timeout_s) + 5)
+                workers=workers, log_config=log_config, timeout_graceful_shutdown=int(settings.timeout_s) + 5,
+                access_log=False)  # the middleware logs every request, with its id and route

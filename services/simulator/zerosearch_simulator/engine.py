@@ -10,7 +10,10 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
+
+import pydantic_core
 
 from zerosearch_core.curriculum import is_noisy
 from zerosearch_core.errors import BackendError, GenerationTimeoutError, QueueFullError, ZeroSearchError
@@ -38,9 +41,23 @@ def normalize_query(query: str) -> str:
 def cache_key(*, model: str, mode: str, template_version: str, label: Label, query: str,
               question: str | None, answers: list[str] | None, k: int, seed: int) -> str:
     """Everything that changes the generated text, and nothing else."""
-    fields = {"model": model, "mode": mode, "template": template_version, "label": label,
-              "query": normalize_query(query), "question": question, "answers": answers, "k": k, "seed": seed}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()
+    # A JSON list in a fixed order (json's fast path; sort_keys would take its slow one).
+    fields = [model, mode, template_version, label, normalize_query(query), question, answers, k, seed]
+    return hashlib.sha256(json.dumps(fields).encode("utf-8")).hexdigest()
+
+
+@dataclass(slots=True)
+class _Found:
+    """A cached or generated value, with the per-request facts the response adds to it."""
+
+    value: dict[str, Any]  # {"documents": [...], "partial": bool, "text": str}
+    noise: float
+    noisy: bool
+    cached: bool
+    started: float
+
+    def latency_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)
 
 
 class SearchEngine:
@@ -52,6 +69,7 @@ class SearchEngine:
         self.curriculum = curriculum
         self.metrics = metrics
         self._pending = 0  # generations waiting or running (bounded by ZS_MAX_QUEUE)
+        self._results = {label: metrics.results.labels(label=label) for label in ("useful", "noisy")}
 
     @property
     def pending(self) -> int:
@@ -70,6 +88,27 @@ class SearchEngine:
         return noise, is_noisy(noise, seed=seed, query=normalize_query(request.query), step=step), seed
 
     async def search(self, request: SearchRequest) -> SearchResponse:
+        """The documents for one request, as the model every dialect reads."""
+        found = await self._lookup(request)
+        value = found.value
+        # The values were validated when they were generated: construct without validating again.
+        return SearchResponse.model_construct(
+            query=request.query, documents=[Document.model_construct(**d) for d in value["documents"]],
+            noisy=found.noisy, noise=found.noise, cached=found.cached, partial=value["partial"],
+            model=self.backend.model_id, latency_ms=found.latency_ms(), text=value["text"])
+
+    async def search_json(self, request: SearchRequest) -> bytes:
+        """The same answer as `search`, serialised straight from the cached value: the native API's cache-hit
+        path, where building six models and serialising them was most of the cost."""
+        found = await self._lookup(request)
+        value = found.value
+        # Keys in SearchResponse's field order; a test checks that both paths give the same JSON.
+        return pydantic_core.to_json({
+            "query": request.query, "documents": value["documents"], "noisy": found.noisy, "noise": found.noise,
+            "cached": found.cached, "partial": value["partial"], "model": self.backend.model_id,
+            "latency_ms": found.latency_ms(), "text": value["text"]})
+
+    async def _lookup(self, request: SearchRequest) -> _Found:
         started = time.perf_counter()
         noise, noisy, seed = await self.decide(request)
         label: Label = "noisy" if noisy else "useful"
@@ -85,14 +124,8 @@ class SearchEngine:
             value, cached = await self.cache.get_or_compute(key, generate)
         else:
             value, cached = await generate(), False
-        # The values were validated when they were generated: construct without validating again (this is
-        # the cache-hit path, where validation would be most of the cost).
-        documents = [Document.model_construct(**d) for d in value["documents"]]
-        self.metrics.results.labels(label=label).inc()
-        return SearchResponse.model_construct(
-            query=request.query, documents=documents, noisy=noisy, noise=noise, cached=cached,
-            partial=value["partial"], model=self.backend.model_id,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3), text=render_paper(documents))
+        self._results[label].inc()
+        return _Found(value=value, noise=noise, noisy=noisy, cached=cached, started=started)
 
     async def search_many(self, requests: list[SearchRequest]) -> list[SearchResponse | ZeroSearchError]:
         """Many searches, concurrently but at most a quarter of ZS_MAX_QUEUE at a time, so that one large batch
@@ -130,7 +163,9 @@ class SearchEngine:
                 break
             logger.info("model wrote %d of %d usable documents (attempt %d)", len(snippets), request.k, attempt + 1)
         documents = parsing.to_documents(snippets, query=request.query, label=label)
-        return {"documents": [d.model_dump() for d in documents], "partial": len(documents) < request.k}
+        # The cached value: everything about the answer that does not depend on the request.
+        return {"documents": [d.model_dump() for d in documents], "partial": len(documents) < request.k,
+                "text": render_paper(documents)}
 
     async def _run_backend(self, request: GenerationRequest) -> str:
         if self._pending >= self.settings.max_queue:

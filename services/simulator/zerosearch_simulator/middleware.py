@@ -8,16 +8,20 @@
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
+import secrets
 import time
-import uuid
 from typing import Any
 
 from zerosearch_simulator.metrics import Metrics
 
 logger = logging.getLogger("zerosearch_simulator.access")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+# Made-up request ids: a random prefix per process and a counter, unique across replicas and cheaper than uuid4.
+_ID_PREFIX = secrets.token_hex(4)
+_ID_COUNTER = itertools.count(1)
 
 
 class RequestContextMiddleware:
@@ -25,13 +29,20 @@ class RequestContextMiddleware:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        # Labelled children by (route, status): `.labels()` costs more than the observation itself.
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex[:16]
+        request_id = declared = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")[:64]
+            elif name == b"content-length":
+                declared = value
+        request_id = request_id or f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -50,8 +61,7 @@ class RequestContextMiddleware:
                 return
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode("latin-1"))]
             await send(message)
 
         async def limited_receive() -> dict:
@@ -65,7 +75,6 @@ class RequestContextMiddleware:
             return message
 
         try:
-            declared = headers.get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
                 status = 413
                 await _too_large(send, limit, request_id)
@@ -74,8 +83,13 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.requests.labels(route=route, status=str(status)).inc()
-            self.metrics.request_duration.labels(route=route).observe(elapsed)
+            children = self._children.get((route, status))
+            if children is None:
+                children = self._children[(route, status)] = (
+                    self.metrics.requests.labels(route=route, status=str(status)),
+                    self.metrics.request_duration.labels(route=route))
+            children[0].inc()
+            children[1].observe(elapsed)
             logger.info("%s %s -> %d in %.1f ms", scope["method"], scope["path"], status, elapsed * 1000)
             request_id_var.reset(token)
 
