@@ -1,4 +1,4 @@
-"""The transformers backend with the real bundled model: conversion, dynamic batching, stop, errors.
+"""The transformers backend with the real bundled model: conversion, continuous batching, stop, errors.
 
 The first run on a machine converts the bundled GGUF once (about a minute on 2 cores) into the
 user's cache directory; later runs reuse it. Generations are kept to a few tokens.
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+import torch
 
 from zerosearch_core import models as model_store
 from zerosearch_core.errors import BackendError
@@ -41,9 +42,9 @@ async def backend():
 
 
 @pytest.fixture
-def batches(backend) -> list[tuple[int, int]]:
-    seen: list[tuple[int, int]] = []
-    backend.on_batch = lambda size, tokens: seen.append((size, tokens))
+def batches(backend) -> list[int]:
+    seen: list[int] = []
+    backend.on_batch = seen.append
     yield seen
     backend.on_batch = None
 
@@ -65,46 +66,76 @@ async def test_bundled_checkpoint_is_converted_once_and_reused(backend, monkeypa
     assert backend.model_id == first.model_id == model_store.BUNDLED_MODEL_ID
 
 
-async def test_single_generation(backend, batches):
-    generation = await backend.generate(_request("Paris", max_new_tokens=12))
-    assert generation.text.strip()
-    assert generation.prompt_tokens > 10
-    assert 0 < generation.completion_tokens <= 12
-    assert generation.batch_size == 1
-    assert generation.backend_seconds > 0
-    assert batches == [(1, generation.completion_tokens)]
+def _prompt_ids(backend, request: GenerationRequest) -> list[int]:
+    tokenizer = backend._tokenizer
+    prompt = tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
+    return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+async def test_single_generation_matches_model_generate(backend, batches):
+    """One row through the decode loop gives exactly what `model.generate` gives (greedy), whether its prompt
+    was prefilled whole (the first) or from a cached prefix (the second shares the chat template's)."""
+    for topic in ("Paris", "London"):
+        request = _request(topic, max_new_tokens=12, temperature=0.0)
+        generation = await backend.generate(request)
+        ids = _prompt_ids(backend, request)
+        inputs = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+        reference = backend._model.generate(**inputs, max_new_tokens=12, do_sample=False)[0, len(ids):]
+        assert generation.text == backend._tokenizer.decode(reference, skip_special_tokens=True)
+        assert generation.text.strip()
+        assert generation.prompt_tokens == len(ids)
+        assert generation.completion_tokens == len(reference)
+        assert generation.batch_size == 1 and generation.backend_seconds > 0
+    assert batches == [1, 1]
     assert await backend.check_health()
 
 
-async def test_concurrent_requests_share_one_batch(backend, batches):
-    generations = await asyncio.gather(*(backend.generate(_request(t)) for t in ("cats", "rain", "tea", "jazz")))
-    assert [g.batch_size for g in generations] == [4, 4, 4, 4]
-    assert batches == [(4, sum(g.completion_tokens for g in generations))]
-    assert len({g.backend_seconds for g in generations}) == 1
-    assert all(g.text.strip() for g in generations)
+async def test_a_repeated_prompt_is_prefilled_from_its_cached_prefix(backend):
+    request = _request("the moon", max_new_tokens=8, temperature=0.0)
+    first = await backend.generate(request)
+    prefixes = backend._loop.prefixes
+    ids = _prompt_ids(backend, request)
+    cached, layers = prefixes.lookup(ids)
+    assert len(ids) - prefixes.block <= cached < len(ids)
+    assert len(layers) == backend._model.config.num_hidden_layers and layers[0][0].shape[2] == cached
+    assert (await backend.generate(request)).text == first.text
 
 
-async def test_different_sampling_settings_are_not_mixed(backend, batches):
-    requests = [_request("cats", temperature=0.0), _request("rain", temperature=0.0),
-                _request("tea", max_new_tokens=6, seed=1), _request("jazz", max_new_tokens=6, seed=2)]
-    tasks = [asyncio.create_task(backend.generate(r)) for r in requests]
-    await asyncio.sleep(0)
-    assert backend.queue_depth == 4
-    generations = await asyncio.gather(*tasks)
-    assert [g.batch_size for g in generations] == [2, 2, 2, 2]
-    assert [size for size, _ in batches] == [2, 2]  # the oldest request's settings go first
-    assert all(g.completion_tokens <= 6 for g in generations[2:])
-    assert backend.queue_depth == 0
+async def test_concurrent_requests_share_one_batch_and_get_their_solo_text(backend, batches):
+    topics = ("cats", "rain", "tea", "jazz")
+    # Mixed settings share the batch: every row samples on its own, with its own seed.
+    requests = [_request("cats", temperature=0.0), _request("rain", max_new_tokens=6, seed=1),
+                _request("tea", seed=2), _request("jazz", temperature=0.0, max_new_tokens=10)]
+    together = await asyncio.gather(*(backend.generate(r) for r in requests))
+    assert [g.batch_size for g in together] == [4, 4, 4, 4]
+    assert batches == [4]
+    alone = [await backend.generate(r) for r in requests]
+    # The same text alone as in the batch: greedy rows, and sampled rows through their own seeds.
+    assert [g.text for g in together] == [g.text for g in alone], topics
+    assert together[1].completion_tokens <= 6 and together[3].completion_tokens <= 10
 
 
-async def test_cancelled_request_is_dropped_before_its_batch(backend, batches):
+async def test_a_request_joins_a_running_batch_and_leaves_when_done(backend, batches):
+    alone = await backend.generate(_request("the history of Rome", max_new_tokens=40, temperature=0.0))
+    batches.clear()
+    long = asyncio.create_task(backend.generate(_request("the history of Rome", max_new_tokens=40, temperature=0.0)))
+    await asyncio.sleep(0.5)  # the long one is decoding by now
+    short = await backend.generate(_request("tea", max_new_tokens=3, temperature=0.0))
+    assert not long.done()  # the short one did not wait for the long one's batch to end
+    joined = await long
+    assert short.batch_size == 2 and joined.batch_size == 1
+    assert batches == [1, 2]
+    assert joined.text == alone.text  # merging another row's cache into the batch changed nothing
+
+
+async def test_cancelled_request_is_dropped(backend, batches):
     keep = [asyncio.create_task(backend.generate(_request(t))) for t in ("cats", "rain")]
     dropped = asyncio.create_task(backend.generate(_request("tea")))
     await asyncio.sleep(0)
     dropped.cancel()  # as the engine's timeout would, while the batch is still gathering
     generations = await asyncio.gather(*keep)
     assert [g.batch_size for g in generations] == [2, 2]
-    assert [size for size, _ in batches] == [2]
+    assert batches == [2]
     with pytest.raises(asyncio.CancelledError):
         await dropped
 
@@ -119,11 +150,11 @@ async def test_stop_cuts_the_text(backend):
     assert cut.completion_tokens < full.completion_tokens  # generation itself ended at the stop string
 
 
-async def test_a_failing_batch_fails_its_requests_not_the_worker(backend, monkeypatch):
-    def out_of_memory(**kwargs):
+async def test_a_failing_batch_fails_its_requests_not_the_loop(backend, monkeypatch):
+    def out_of_memory(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(backend._model, "generate", out_of_memory)
+    monkeypatch.setattr(backend._model, "forward", out_of_memory)
     results = await asyncio.gather(*(backend.generate(_request(t)) for t in ("cats", "rain")),
                                    return_exceptions=True)
     assert all(isinstance(r, BackendError) and r.recoverable for r in results), results
@@ -139,7 +170,7 @@ async def test_shutdown_fails_waiting_requests(backend):
     await other.start()
     waiting = asyncio.create_task(other.generate(_request("cats")))
     await asyncio.sleep(0.05)
-    assert other.queue_depth == 1
+    assert other.queue_depth == 1  # the idle loop waits for company before it takes it
     await other.shutdown()
     with pytest.raises(BackendError, match="shutting down") as info:
         await waiting

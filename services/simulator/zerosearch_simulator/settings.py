@@ -33,8 +33,11 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(320, ge=8, le=4096, description="Generation budget per search (the paper: 600).")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature (0: greedy).")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling.")
-    max_batch: int = Field(8, ge=1, le=512, description="Most generations run together in one batch.")
-    max_wait_ms: float = Field(20.0, ge=0.0, le=10_000.0, description="How long a batch waits to fill up.")
+    max_batch: int = Field(8, ge=1, le=512, description="Most generations decoding together in one batch.")
+    max_wait_ms: float = Field(20.0, ge=0.0, le=10_000.0, description=(
+        "How long an idle transformers backend waits for more requests to start a batch with."))
+    prefix_cache_tokens: int = Field(4096, ge=0, le=1 << 20, description=(
+        "Prompt-prefix tokens whose keys and values the transformers backend keeps for reuse (0: off)."))
     max_queue: int = Field(256, ge=1, description="Most generations waiting or running; beyond: 503 + Retry-After.")
     timeout_s: float = Field(120.0, gt=0.0, description="Deadline of one search's generation (504 after).")
     openai_base_urls: str | None = Field(None, description="Comma-separated base URLs for the openai backend.")

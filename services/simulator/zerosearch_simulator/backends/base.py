@@ -23,11 +23,6 @@ class GenerationRequest:
     seed: int | None = None
     stop: tuple[str, ...] = ()
 
-    @property
-    def sampling_key(self) -> tuple[int, float, float]:
-        """Requests with equal keys can share one batched generate call."""
-        return (self.max_new_tokens, self.temperature, self.top_p)
-
 
 @dataclass
 class Generation:
@@ -45,8 +40,9 @@ class Backend(abc.ABC):
 
     #: Model id reported in responses and part of the cache key.
     model_id: str = "unknown"
-    #: Called once per executed batch with (batch size, generated tokens); the app wires it to metrics.
-    on_batch: Callable[[int, int], None] | None = None
+    #: Called with the number of rows decoding together each time a batch forms or grows; the app wires it to
+    #: the batch-size histogram. Backends whose batches form out of sight (a remote server) never call it.
+    on_batch: Callable[[int], None] | None = None
 
     async def start(self) -> None:
         """Load the model / connect. Called once in the app's lifespan before serving."""
