@@ -3,13 +3,12 @@
 One `zerosearch serve` (transformers backend, the bundled model, ZS_TEMPERATURE=0), warmed up once, then
 --n sequential misses (`cache: false`). For each request the client measures its latency; the server's
 `zerosearch_generation_duration_seconds_sum` delta is the backend's own time (observed once per
-generation with the wall time of the batch's `model.generate` call). With sequential requests every
-batch holds one generation, so the sum is exactly the backend time spent for these requests.
+generation: the time its row spent in the decode loop, from the prefill of its prompt to its last token).
 overhead = (sum of client latencies - sum of backend seconds) / sum of backend seconds; goal <= 5%.
 Retries (a search runs a second generation when the model wrote fewer than k documents) are in both
 sums: the duration histogram observes every generation, so the comparison stays fair.
-What counts as overhead: HTTP, validation, prompt building, the batcher's ZS_MAX_WAIT_MS wait for a batch
-to fill, tokenization and decoding (outside the timed generate call), parsing, the client itself.
+What counts as overhead: HTTP, validation, prompt building and tokenization, the idle backend's
+ZS_MAX_WAIT_MS wait for other requests to start with, parsing, the client itself.
 """
 
 from __future__ import annotations
@@ -42,8 +41,8 @@ def main() -> int:
     parser.add_argument("--k", type=int, default=5, help="documents per search (default: 5)")
     parser.add_argument("--max-new-tokens", type=int, default=96, help="ZS_MAX_NEW_TOKENS (default: 96)")
     parser.add_argument("--max-wait-ms", type=float, default=20,
-                        help="ZS_MAX_WAIT_MS, the service default; a lone request waits this long for a batch "
-                             "(default: 20)")
+                        help="ZS_MAX_WAIT_MS, the service default; a lone request waits this long for others "
+                             "to start with (default: 20)")
     add_model_options(parser)
     args = parser.parse_args()
 
