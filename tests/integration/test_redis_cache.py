@@ -142,3 +142,29 @@ async def test_a_cancelled_lookup_does_not_fail_the_others(redis_url):
         doomed.cancel()
         assert (await kept)["documents"]
         assert doomed.cancelled()
+
+
+async def test_lookups_made_while_an_mget_is_in_flight_go_together_in_the_next(redis_url):
+    async with replica(redis_url) as sim:
+        cache = sim.app.state.engine.cache
+        calls = []
+        release = asyncio.Event()
+        real_mget = cache.redis.mget
+
+        async def slow_first_mget(keys, *args):
+            calls.append(len(keys))
+            if len(calls) == 1:
+                await release.wait()  # the first MGET stays in flight until the others are made
+            return await real_mget(keys, *args)
+
+        cache.redis.mget = slow_first_mget
+        first = asyncio.ensure_future(cache.get("a"))
+        while not calls:
+            await asyncio.sleep(0)
+        rest = []
+        for key in "bcdef":  # one lookup per event-loop iteration
+            rest.append(asyncio.ensure_future(cache.get(key)))
+            await asyncio.sleep(0)
+        release.set()
+        assert await first is None and await asyncio.gather(*rest) == [None] * 5
+        assert calls == [1, 5]
