@@ -128,6 +128,22 @@ async def test_a_request_joins_a_running_batch_and_leaves_when_done(backend, bat
     assert joined.text == alone.text  # merging another row's cache into the batch changed nothing
 
 
+async def test_a_row_cancelled_mid_decode_leaves_and_the_others_are_unchanged(backend):
+    """Dropping a row (and the cache columns only it used) must not disturb the rows that stay."""
+    stays = _request("the history of Rome", max_new_tokens=30, temperature=0.0)
+    alone = await backend.generate(stays)
+    # The cancelled row has the longer prompt, so its cache columns reach further left than the other's.
+    leaves = asyncio.create_task(backend.generate(_request("the long and complicated history of the "
+                                                           "Byzantine Empire and its many neighbours",
+                                                           max_new_tokens=30, temperature=0.0)))
+    kept = asyncio.create_task(backend.generate(stays))
+    await asyncio.sleep(0.4)  # both are decoding by now
+    leaves.cancel()
+    result = await kept
+    assert result.batch_size == 2 and result.text == alone.text
+    assert leaves.cancelled()
+
+
 async def test_cancelled_request_is_dropped(backend, batches):
     keep = [asyncio.create_task(backend.generate(_request(t))) for t in ("cats", "rain")]
     dropped = asyncio.create_task(backend.generate(_request("tea")))
