@@ -1,6 +1,7 @@
 """The cache, single-flight and curriculum on a real Redis, including Redis going away mid-run."""
 
 import asyncio
+import json
 from contextlib import asynccontextmanager
 
 import httpx
@@ -84,7 +85,6 @@ async def test_redis_loss_mid_run_degrades_then_recovers(private_redis):
 
 async def test_lock_of_a_dead_holder_lapses_quickly(redis_url):
     """A replica killed mid-generation leaves its lock behind; the others take over after one lock TTL."""
-    import json
 
     async with replica(redis_url, lock_ttl_s=0.6) as sim:
         # Simulate the dead holder: a lock nobody renews, for the key this search will use.
@@ -123,7 +123,7 @@ async def test_concurrent_hits_share_one_mget_and_each_gets_its_own_value(redis_
         values = await asyncio.gather(*(cache.get(d) for d in [*digests, digests[0], "absent"]))
         assert len(calls) == 1 and len(calls[0]) == len(digests) + 2
         assert values[-1] is None and values[0] == values[-2]
-        assert sorted(v["text"] for v in values[:-2]) == sorted(a["text"] for a in first)
+        assert sorted(json.loads(v)["text"] for v in values[:-2]) == sorted(a["text"] for a in first)
 
         # Through HTTP: concurrent hits answer with their own documents.
         hits = await asyncio.gather(*(sim.post("/v1/search", json={"query": q, "noise": 0}) for q in queries))
@@ -140,7 +140,7 @@ async def test_a_cancelled_lookup_does_not_fail_the_others(redis_url):
         kept = asyncio.ensure_future(cache.get(digest))
         await asyncio.sleep(0)
         doomed.cancel()
-        assert (await kept)["documents"]
+        assert json.loads(await kept)["documents"]
         assert doomed.cancelled()
 
 

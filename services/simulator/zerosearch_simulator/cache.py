@@ -17,14 +17,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pydantic_core
 from cachetools import TTLCache
 
 logger = logging.getLogger(__name__)
 
-Compute = Callable[[], Awaitable[dict[str, Any]]]
+# Values are JSON documents, kept as the bytes they are stored and sent as (the engine splices them into its
+# responses without parsing them).
+Compute = Callable[[], Awaitable[bytes]]
 # A filled value, and whether it came from elsewhere (another replica's generation) rather than compute().
-Filled = tuple[dict[str, Any], bool]
+Filled = tuple[bytes, bool]
 # v2: values carry the rendered `text` as well.
 KEY_PREFIX = "zerosearch:v2:"
 # After a Redis failure, skip Redis for this long instead of paying a timeout on every request.
@@ -70,13 +71,13 @@ class Cache:
         self._on_error = on_error or (lambda: None)
         self._flights = _SingleFlight()
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    async def get(self, key: str) -> bytes | None:
         raise NotImplementedError
 
-    async def set(self, key: str, value: dict[str, Any]) -> None:
+    async def set(self, key: str, value: bytes) -> None:
         raise NotImplementedError
 
-    async def get_or_compute(self, key: str, compute: Compute) -> tuple[dict[str, Any], bool]:
+    async def get_or_compute(self, key: str, compute: Compute) -> tuple[bytes, bool]:
         """(value, cached). cached is True when the value came from the cache or another caller's generation."""
         value = await self.get(key)
         if value is not None:
@@ -105,12 +106,12 @@ class MemoryCache(Cache):
 
     def __init__(self, *, ttl_s: int, max_entries: int, **kwargs: Any) -> None:
         super().__init__(ttl_s=ttl_s, **kwargs)
-        self._store: TTLCache[str, dict[str, Any]] = TTLCache(maxsize=max_entries, ttl=ttl_s)
+        self._store: TTLCache[str, bytes] = TTLCache(maxsize=max_entries, ttl=ttl_s)
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    async def get(self, key: str) -> bytes | None:
         return self._store.get(key)
 
-    async def set(self, key: str, value: dict[str, Any]) -> None:
+    async def set(self, key: str, value: bytes) -> None:
         self._store[key] = value
 
 
@@ -149,9 +150,8 @@ class RedisCache(Cache):
             self._down_until = time.monotonic() + RETRY_REDIS_AFTER_S
             raise _Down from exc
 
-    async def get(self, key: str) -> dict[str, Any] | None:
-        raw = await self._lookups.get(KEY_PREFIX + "doc:" + key)
-        return None if raw is None else pydantic_core.from_json(raw)
+    async def get(self, key: str) -> bytes | None:
+        return await self._lookups.get(KEY_PREFIX + "doc:" + key)
 
     async def _mget(self, keys: list[str]) -> list[bytes | None]:
         try:
@@ -159,9 +159,9 @@ class RedisCache(Cache):
         except _Down:
             return [None] * len(keys)
 
-    async def set(self, key: str, value: dict[str, Any]) -> None:
+    async def set(self, key: str, value: bytes) -> None:
         try:
-            await self._call("set", KEY_PREFIX + "doc:" + key, pydantic_core.to_json(value), ex=self.ttl_s)
+            await self._call("set", KEY_PREFIX + "doc:" + key, value, ex=self.ttl_s)
         except _Down:
             pass
 
