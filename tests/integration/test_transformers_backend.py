@@ -144,6 +144,23 @@ async def test_a_row_cancelled_mid_decode_leaves_and_the_others_are_unchanged(ba
     assert leaves.cancelled()
 
 
+async def test_a_model_whose_cache_cannot_be_merged_batches_what_arrives_together(backend, batches, monkeypatch):
+    """Sliding-window caches cannot take rows mid-batch: rows are prefilled together (left-padded), and a
+    request that arrives while a batch runs waits for it to end. The texts are still the solo texts."""
+    monkeypatch.setattr(backend._loop, "can_merge", False)
+    requests = [_request("cats", temperature=0.0), _request("the history of Rome", max_new_tokens=20,
+                                                            temperature=0.0)]
+    together = await asyncio.gather(*(backend.generate(r) for r in requests))
+    assert [g.batch_size for g in together] == [2, 2] and batches == [2]
+    first = asyncio.create_task(backend.generate(_request("tea", max_new_tokens=20, temperature=0.0)))
+    await asyncio.sleep(0.3)
+    late = await backend.generate(_request("jazz", max_new_tokens=3, temperature=0.0))
+    assert first.done()  # the late one started only after the running batch ended
+    assert late.batch_size == 1 and (await first).batch_size == 1
+    monkeypatch.undo()
+    assert [(await backend.generate(r)).text for r in requests] == [g.text for g in together]
+
+
 async def test_cancelled_request_is_dropped(backend, batches):
     keep = [asyncio.create_task(backend.generate(_request(t))) for t in ("cats", "rain")]
     dropped = asyncio.create_task(backend.generate(_request("tea")))
