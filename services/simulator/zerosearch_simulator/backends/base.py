@@ -1,8 +1,8 @@
 """The interface every generation backend implements.
 
 Shaped after async engines (vLLM's EngineClient): the engine calls `generate` once per
-search, concurrently; batching is the backend's business (the transformers backend
-gathers concurrent calls into batches, vLLM batches continuously).
+search, concurrently; batching is the backend's business (the transformers backend and vLLM
+both batch continuously; an OpenAI-compatible server does whatever it does).
 """
 
 from __future__ import annotations
