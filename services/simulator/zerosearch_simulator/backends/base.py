@@ -24,6 +24,12 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
 
 
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    """The text before the first stop string (backends stop at one, but may leave it, or part of what follows)."""
+    positions = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return text[: min(positions)] if positions else text
+
+
 @dataclass
 class Generation:
     text: str

@@ -27,7 +27,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from zerosearch_core.errors import BackendError
-from zerosearch_simulator.backends.base import Generation, GenerationRequest
+from zerosearch_simulator.backends.base import Generation, GenerationRequest, cut_at_stop
 from zerosearch_simulator.backends.prefix_cache import PrefixCache
 
 logger = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ class DecodeLoop:
     def _generation(self, row: Row) -> Generation:
         count = len(row.generated)  # an end-of-sequence token counts as generated, as in model.generate
         text = self.tokenizer.decode(row.generated, skip_special_tokens=True)
-        return Generation(text=_cut(text, row.request.stop), prompt_tokens=len(row.prompt_ids),
+        return Generation(text=cut_at_stop(text, row.request.stop), prompt_tokens=len(row.prompt_ids),
                           completion_tokens=count, backend_seconds=time.perf_counter() - row.started,
                           batch_size=row.batch_size)
 
@@ -308,8 +308,3 @@ def _top_p(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p.unsqueeze(1)
     sorted_probs = sorted_probs.masked_fill(drop, 0.0)
     return torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
-
-
-def _cut(text: str, stops: tuple[str, ...]) -> str:
-    positions = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    return text[: min(positions)] if positions else text

@@ -30,7 +30,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.wait import wait_exponential_jitter
 
 from zerosearch_core.errors import BackendError
-from zerosearch_simulator.backends.base import Backend, Generation, GenerationRequest
+from zerosearch_simulator.backends.base import Backend, Generation, GenerationRequest, cut_at_stop
 
 if TYPE_CHECKING:
     from zerosearch_simulator.settings import Settings
@@ -66,12 +66,6 @@ def _base_url(url: str) -> str:
     """`http://h:8000`, `http://h:8000/` and `http://h:8000/v1` all name the same server."""
     url = url.strip().rstrip("/")
     return url[: -len("/v1")] if url.endswith("/v1") else url
-
-
-def _cut(text: str, stops: tuple[str, ...]) -> str:
-    # Servers drop the stop string by default but differ in details: cut locally too.
-    positions = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    return text[: min(positions)] if positions else text
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -299,7 +293,7 @@ class OpenAIBackend(Backend):
         text = message.get("content") or choice.get("text") or ""
         usage = data.get("usage") or {}
         return Generation(
-            text=_cut(text, request.stop), prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            text=cut_at_stop(text, request.stop), prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or len(text.split())),
             backend_seconds=seconds, batch_size=1,
             extra={"finish_reason": choice.get("finish_reason"), "server_model": data.get("model")})
