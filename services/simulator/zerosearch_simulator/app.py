@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine_backend = backend or build_backend(settings)
-        engine_backend.on_batch = metrics.observe_batch
+        engine_backend.on_batch = metrics.batch_size.observe
         logger.info("starting %s backend", settings.backend if backend is None else type(backend).__name__)
         await engine_backend.start()
         cache = build_cache(settings, metrics)

@@ -35,6 +35,3 @@ class Metrics:
             self.cache_requests.labels(result=result)
         for label in ("useful", "noisy"):
             self.results.labels(label=label)
-
-    def observe_batch(self, size: int) -> None:
-        self.batch_size.observe(size)

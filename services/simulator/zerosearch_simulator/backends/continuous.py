@@ -2,11 +2,11 @@
 
 One thread runs the loop. Each step feeds one token per active row through the model, with one KV cache
 shared by the batch. A row leaves the batch the moment it ends (end of sequence, a stop string, its token
-budget), and requests that arrive meanwhile join at the next step: their prompts are prefilled together and
-their cache is merged into the running one, left-padded to a common length. A batch therefore costs what its
-rows generate, where `model.generate` costs rows x longest row (finished rows ride along as padding until the
-last one ends), and a request that arrives mid-batch starts at once instead of waiting for the batch to end.
-Prompts are prefilled from their longest cached prefix (prefix_cache.py).
+budget), and requests that arrive meanwhile join at the next step: their prompts are prefilled, each from its
+longest cached prefix (prefix_cache.py), and their caches are merged into the running one, left-padded to a
+common length. A batch therefore costs what its rows generate, where `model.generate` costs rows x longest row
+(finished rows ride along as padding until the last one ends), and a request that arrives mid-batch starts at
+once instead of waiting for the batch to end.
 
 Each row samples from its own `torch.Generator`, seeded with its request's seed, so its text does not depend
 on which other requests shared its batch (up to float rounding in batched matrix products).

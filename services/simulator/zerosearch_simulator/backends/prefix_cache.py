@@ -33,10 +33,11 @@ class PrefixCache:
         parts: list[LayerKV] = []
         end = self.block
         while end < len(ids):
-            found = self._blocks.get(tuple(ids[:end]))
+            key = tuple(ids[:end])
+            found = self._blocks.get(key)
             if found is None:
                 break
-            self._blocks.move_to_end(tuple(ids[:end]))
+            self._blocks.move_to_end(key)
             parts.append(found)
             end += self.block
         if not parts:
