@@ -21,6 +21,8 @@ MAX_BATCH_REQUESTS = 512
 
 Mode = Literal["sft", "prompt"]
 Label = Literal["useful", "noisy"]
+#: Where a document comes from: written by the simulator's model, or found by a real engine (corpus, upstream API).
+Source = Literal["simulated", "real"]
 
 
 def _clean_text(value: str, *, what: str, allow_empty: bool = False) -> str:
@@ -92,7 +94,10 @@ class Document(BaseModel):
     title: str
     url: str
     snippet: str
-    label: Label
+    label: Label = Field(description="The kind of set it belongs to. A real engine's results are 'useful': it "
+                                     "returns what it found for the query, and does not take the noise curriculum.")
+    source: Source = Field("simulated", description="'simulated' (written by the model) or 'real' (found by a "
+                                                    "real engine: the corpus or an upstream search API).")
 
 
 class SearchResponse(BaseModel):

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from zerosearch_core.schemas import CurriculumState
 from zerosearch_simulator.api import native, system
 from zerosearch_simulator.api.dialects import dialects_lifespan, include_dialects
-from zerosearch_simulator.backends import Backend, build_backend
+from zerosearch_simulator.backends import Backend, Retriever, build_backend, build_retriever
 from zerosearch_simulator.cache import Cache, MemoryCache, RedisCache
 from zerosearch_simulator.curriculum import CurriculumStore
 from zerosearch_simulator.engine import SearchEngine
@@ -33,29 +33,37 @@ def build_cache(settings: Settings, metrics: Metrics) -> Cache:
     return MemoryCache(ttl_s=settings.cache_ttl_s, max_entries=settings.cache_max_entries, **hooks)
 
 
-def create_app(settings: Settings | None = None, *, backend: Backend | None = None) -> FastAPI:
-    """Build the simulator app. `backend` injects a ready-made backend (tests); else ZS_BACKEND picks one."""
+def create_app(settings: Settings | None = None, *, backend: Backend | None = None,
+               retriever: Retriever | None = None) -> FastAPI:
+    """Build the simulator app. `backend` / `retriever` inject ready-made parts (tests); else ZS_BACKEND picks."""
     settings = settings or get_settings()
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine_backend = backend or build_backend(settings)
-        engine_backend.on_batch = metrics.batch_size.observe
-        logger.info("starting %s backend", settings.backend if backend is None else type(backend).__name__)
-        await engine_backend.start()
+        injected = backend is not None or retriever is not None
+        engine_backend = backend if injected else build_backend(settings)
+        engine_retriever = retriever if injected else build_retriever(settings)
+        parts = [part for part in (engine_retriever, engine_backend) if part is not None]
+        logger.info("starting %s", settings.backend if not injected else "+".join(type(p).__name__ for p in parts))
+        if engine_backend is not None:
+            engine_backend.on_batch = metrics.batch_size.observe
+        for part in parts:
+            await part.start()
         cache = build_cache(settings, metrics)
         initial = CurriculumState(total_steps=settings.curriculum_total_steps, start=settings.curriculum_start,
                                   end=settings.curriculum_end, base=settings.curriculum_base)
         curriculum = CurriculumStore(initial, redis=getattr(cache, "redis", None), on_error=metrics.cache_errors.inc)
-        app.state.engine = SearchEngine(settings=settings, backend=engine_backend, cache=cache,
-                                        curriculum=curriculum, metrics=metrics)
-        logger.info("ready: model=%s cache=%s (%s)", engine_backend.model_id, cache.kind, await cache.status())
+        engine = SearchEngine(settings=settings, backend=engine_backend, retriever=engine_retriever, cache=cache,
+                              curriculum=curriculum, metrics=metrics)
+        app.state.engine = engine
+        logger.info("ready: model=%s cache=%s (%s)", engine.model_id, cache.kind, await cache.status())
         try:
             async with dialects_lifespan(app):
                 yield
         finally:
-            await engine_backend.shutdown()
+            for part in parts:
+                await part.shutdown()
             await cache.close()
             logger.info("stopped")
 

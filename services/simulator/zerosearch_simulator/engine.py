@@ -20,7 +20,7 @@ from zerosearch_core.errors import BackendError, GenerationTimeoutError, QueueFu
 from zerosearch_core.protocol import render_paper
 from zerosearch_core.schemas import Document, Label, SearchRequest, SearchResponse
 from zerosearch_simulator import parsing, prompts
-from zerosearch_simulator.backends.base import Backend, GenerationRequest
+from zerosearch_simulator.backends.base import Backend, GenerationRequest, Hit, Retriever
 from zerosearch_simulator.cache import Cache
 from zerosearch_simulator.curriculum import CurriculumStore, noise_at
 from zerosearch_simulator.metrics import Metrics
@@ -46,6 +46,12 @@ def cache_key(*, model: str, mode: str, template_version: str, label: Label, que
     return hashlib.sha256(json.dumps(fields).encode("utf-8")).hexdigest()
 
 
+def real_cache_key(*, engine: str, query: str, k: int) -> str:
+    """A real engine's answer depends on the query and k only: question, answers, seed and noise stay out, so
+    every run and every curriculum step shares one entry (and, upstream, one paid query)."""
+    return hashlib.sha256(json.dumps(["real", engine, normalize_query(query), k]).encode("utf-8")).hexdigest()
+
+
 @dataclass(slots=True)
 class _Found:
     """A cached or generated value, with the per-request facts the response adds to it."""
@@ -61,10 +67,18 @@ class _Found:
 
 
 class SearchEngine:
-    def __init__(self, *, settings: Settings, backend: Backend, cache: Cache, curriculum: CurriculumStore,
-                 metrics: Metrics) -> None:
+    """Routes each search to the model (`backend`, which writes documents) or to a real engine (`retriever`, which
+    finds them). With only a backend: the simulator. With only a retriever: a real engine behind the same front
+    (corpus, upstream); the curriculum is echoed but every set is what the engine found. With both (hybrid):
+    useful sets are real, noisy ones are written by the model."""
+
+    def __init__(self, *, settings: Settings, backend: Backend | None, cache: Cache, curriculum: CurriculumStore,
+                 metrics: Metrics, retriever: Retriever | None = None) -> None:
+        if backend is None and retriever is None:
+            raise ValueError("the engine needs a generation backend, a retriever, or both")
         self.settings = settings
         self.backend = backend
+        self.retriever = retriever
         self.cache = cache
         self.curriculum = curriculum
         self.metrics = metrics
@@ -74,6 +88,15 @@ class SearchEngine:
     @property
     def pending(self) -> int:
         return self._pending
+
+    @property
+    def model_id(self) -> str:
+        """What answers: the model, the real engine, or both (hybrid: `engine+model`)."""
+        return "+".join(part.model_id for part in (self.retriever, self.backend) if part is not None)
+
+    async def check_health(self) -> bool:
+        parts = [part for part in (self.retriever, self.backend) if part is not None]
+        return all([await part.check_health() for part in parts])
 
     async def decide(self, request: SearchRequest) -> tuple[float, bool, int]:
         """(noise probability, noisy?, seed) for a request: noise, else step, else the server's state."""
@@ -85,6 +108,8 @@ class SearchEngine:
             step = state.step if step is None else step
             noise = noise_at(state, step)
         seed = self.settings.seed if request.seed is None else request.seed
+        if self.backend is None:  # a real engine alone: nothing can write a noisy set
+            return noise, False, seed
         return noise, is_noisy(noise, seed=seed, query=normalize_query(request.query), step=step), seed
 
     async def search(self, request: SearchRequest) -> SearchResponse:
@@ -95,7 +120,7 @@ class SearchEngine:
         return SearchResponse.model_construct(
             query=request.query, documents=[Document.model_construct(**d) for d in value["documents"]],
             noisy=found.noisy, noise=found.noise, cached=found.cached, partial=value["partial"],
-            model=self.backend.model_id, latency_ms=found.latency_ms(), text=value["text"])
+            model=self.model_id, latency_ms=found.latency_ms(), text=value["text"])
 
     async def search_json(self, request: SearchRequest) -> bytes:
         """The same answer as `search`, as JSON bytes: the native API's cache-hit path, where building six models
@@ -103,7 +128,7 @@ class SearchEngine:
         JSON object (documents, partial, text) is spliced in as it is; a test checks both paths agree."""
         found = await self._lookup(request)
         head = pydantic_core.to_json({"query": request.query, "noisy": found.noisy, "noise": found.noise,
-                                      "cached": found.cached, "model": self.backend.model_id,
+                                      "cached": found.cached, "model": self.model_id,
                                       "latency_ms": found.latency_ms()})
         return head[:-1] + b"," + found.value[1:]
 
@@ -111,13 +136,19 @@ class SearchEngine:
         started = time.perf_counter()
         noise, noisy, seed = await self.decide(request)
         label: Label = "noisy" if noisy else "useful"
-        template = prompts.load_template(request.mode)
-        key = cache_key(model=self.backend.model_id, mode=request.mode, template_version=template.version,
-                        label=label, query=request.query, question=request.question, answers=request.answers,
-                        k=request.k, seed=seed)
+        if label == "useful" and self.retriever is not None:
+            key = real_cache_key(engine=self.retriever.model_id, query=request.query, k=request.k)
 
-        async def generate() -> bytes:
-            return pydantic_core.to_json(await self._generate(request, label, seed))
+            async def generate() -> bytes:
+                return pydantic_core.to_json(await self._retrieve(request))
+        else:
+            template = prompts.load_template(request.mode)
+            key = cache_key(model=self._backend.model_id, mode=request.mode, template_version=template.version,
+                            label=label, query=request.query, question=request.question, answers=request.answers,
+                            k=request.k, seed=seed)
+
+            async def generate() -> bytes:
+                return pydantic_core.to_json(await self._generate(request, label, seed))
 
         if request.cache:
             value, cached = await self.cache.get_or_compute(key, generate)
@@ -140,6 +171,32 @@ class SearchEngine:
                     return exc
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    @property
+    def _backend(self) -> Backend:
+        assert self.backend is not None, "only called when the engine has a generation backend"
+        return self.backend
+
+    async def _retrieve(self, request: SearchRequest) -> dict[str, Any]:
+        """A real engine's result set (the cached value has the same shape as a generated one)."""
+        assert self.retriever is not None
+        try:
+            hits = await asyncio.wait_for(self.retriever.retrieve(request.query, request.k),
+                                          timeout=self.settings.timeout_s)
+        except asyncio.TimeoutError:
+            self.metrics.backend_errors.inc()
+            raise GenerationTimeoutError(
+                f"the search engine took longer than ZS_TIMEOUT_S={self.settings.timeout_s:g} s") from None
+        except BackendError:
+            self.metrics.backend_errors.inc()
+            raise
+        except Exception as exc:
+            self.metrics.backend_errors.inc()
+            logger.exception("retriever failed")
+            raise BackendError(f"search failed: {type(exc).__name__}: {exc}") from exc
+        documents = [_real_document(hit) for hit in hits[: request.k]]
+        return {"documents": [d.model_dump() for d in documents], "partial": len(documents) < request.k,
+                "text": render_paper(documents)}
 
     async def _generate(self, request: SearchRequest, label: Label, seed: int) -> dict[str, Any]:
         messages = prompts.build_messages(request.mode, label=label, query=request.query,
@@ -173,7 +230,7 @@ class SearchEngine:
         self._pending += 1
         self.metrics.queue_depth.set(self._pending)
         try:
-            generation = await asyncio.wait_for(self.backend.generate(request), timeout=self.settings.timeout_s)
+            generation = await asyncio.wait_for(self._backend.generate(request), timeout=self.settings.timeout_s)
         except asyncio.TimeoutError:
             self.metrics.backend_errors.inc()
             raise GenerationTimeoutError(
@@ -192,3 +249,8 @@ class SearchEngine:
         self.metrics.generated_tokens.inc(generation.completion_tokens)
         self.metrics.generation_duration.observe(generation.backend_seconds)
         return generation.text
+
+
+def _real_document(hit: Hit) -> Document:
+    return Document(id=hit.id, title=hit.title, url=hit.url, snippet=" ".join(hit.text.split()), label="useful",
+                    source="real")

