@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -103,6 +104,7 @@ class Settings:
     temperature: float
     save_steps: int
     eval_batch: int
+    sim_max_new_tokens: int
     train_extra: list[str] = field(default_factory=list)
 
     # the rollout lengths (same in training and evaluation; the recipe holds the training copy)
@@ -271,10 +273,12 @@ def train_arm(s: Settings, arm: Arm, seed: int, url: str, run_dir: Path, progres
 
 
 def arm_record(name: str, label: str, seed: int | None, run_dir: Path, train: dict[str, Any] | None,
-               evaluation: dict[str, Any], models: dict[str, str], paper: str) -> dict[str, Any]:
+               evaluation: dict[str, Any], models: dict[str, str], paper: str,
+               trained_against: str | None = None) -> dict[str, Any]:
     report = json.loads((run_dir / "eval.json").read_text())
     record: dict[str, Any] = {
-        "arm": name, "label": label, "seed": seed, "paper": paper, "eval": report["overall"],
+        "arm": name, "label": label, "seed": seed, "paper": paper, "trained_against": trained_against,
+        "eval": report["overall"],
         "eval_seconds": evaluation["seconds"], "eval_command": evaluation["command"], "models": models,
     }
     if train is not None:
@@ -327,6 +331,9 @@ def run(
     max_completion_length: Annotated[int, typer.Option(min=32, help="Token budget of a trajectory.")] = 256,
     top_k: Annotated[int, typer.Option(min=1, max=20, help="Documents per search.")] = 3,
     threads: Annotated[int, typer.Option(min=1, help="torch threads of each process.")] = 1,
+    sim_max_new_tokens: Annotated[int, typer.Option(min=8, help=(
+        "ZS_MAX_NEW_TOKENS of the simulator: its generation budget per search. The policy reads at most 96 tokens "
+        "of documents per search (the recipe's max_information_tokens), so more is wasted CPU."))] = 128,
     sim_backend: Annotated[str | None, typer.Option(
         help="Simulator backend; default: `zerosearch serve`'s default (the tuned model when installed).")] = None,
     engine_backend: Annotated[str, typer.Option(help="The real engine's backend.")] = "corpus",
@@ -347,8 +354,11 @@ def run(
                  test_questions=test_questions, fixed_noise=fixed_noise, threads=threads, sim_backend=sim_backend,
                  engine_backend=engine_backend, warmup_examples=warmup_examples, batch=batch, group=group,
                  learning_rate=learning_rate, temperature=temperature, save_steps=save_steps,
-                 eval_batch=eval_batch, train_extra=list(train_arg or []), max_turns=max_turns,
+                 eval_batch=eval_batch, sim_max_new_tokens=sim_max_new_tokens, train_extra=list(train_arg or []),
+                 max_turns=max_turns,
                  max_tokens_per_turn=max_tokens_per_turn, max_completion_length=max_completion_length, top_k=top_k)
+    # SIGTERM (and SIGINT, which background jobs ignore) unwinds: the running step and both servers are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     s.out.mkdir(parents=True, exist_ok=True)
     (s.out / "settings.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v
                                                      for k, v in vars(s).items()}, indent=2))
@@ -367,7 +377,7 @@ def _run(s: Settings, known: dict[str, Arm]) -> None:
     started = time.perf_counter()
     with Progress(*columns, console=console) as progress:
         overall = progress.add_task("miniature", total=len(plan) * 2 + 3)
-        sim_env = _env(s.threads) | {"ZS_TIMEOUT_S": "600"}
+        sim_env = _env(s.threads) | {"ZS_TIMEOUT_S": "600", "ZS_MAX_NEW_TOKENS": str(s.sim_max_new_tokens)}
         console.print("starting the simulator and the real engine ...")
         with start_simulator(backend=s.sim_backend, env=sim_env, name="miniature-sim") as sim, \
                 _start_engine(s) as engine:
@@ -390,7 +400,7 @@ def _run(s: Settings, known: dict[str, Arm]) -> None:
                 progress.advance(overall)
                 evaluation = evaluate(s, f"{arm.name}-seed{seed}", str(run_dir), s.max_turns, engine.url, run_dir,
                                       progress)
-                arm_record(arm.name, arm.label, seed, run_dir, train, evaluation, models, arm.paper)
+                arm_record(arm.name, arm.label, seed, run_dir, train, evaluation, models, arm.paper, arm.engine)
                 progress.advance(overall)
     console.print(f"done in {time.perf_counter() - started:.0f} s")
 
