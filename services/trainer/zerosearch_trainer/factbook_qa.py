@@ -23,6 +23,7 @@ The output is deterministic given the seed.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections import Counter, defaultdict
@@ -91,12 +92,18 @@ def _entity_answers(entity: Any) -> tuple[str, ...]:
     return aliases(entity.name, *extra)
 
 
+def _names_entity(text: str, entity: Any) -> bool:
+    padded = f" {normalize_answer(fold_accents(text))} "
+    return any(f" {normalize_answer(fold_accents(name))} " in padded for name in _entity_answers(entity))
+
+
 def candidate_questions(entities: Iterable[Any], kinds: Sequence[str], *, two_hop_per_entity: int = 2,
                         seed: int = 0) -> list[Question]:
     """Every single-hop question of the chosen kinds, then up to `two_hop_per_entity` two-hop ones per entity.
 
     A two-hop question goes through a bridge kind whose value belongs to this entity alone among all entities
-    (an anthem title two dependencies share is never a bridge), to a different target kind.
+    (an anthem title two dependencies share is never a bridge) and does not contain the entity's name (the
+    capital `Kuwait City`), to a different target kind.
     """
     entities = [e for e in entities if e.code not in _SKIPPED_CODES and e.name and e.name.lower() != "none"]
     entities.sort(key=lambda e: e.code)
@@ -128,6 +135,8 @@ def candidate_questions(entities: Iterable[Any], kinds: Sequence[str], *, two_ho
         for bridge in BRIDGES:
             fact = by_kind.get(bridge)
             if fact is None or owners[(bridge, normalize_answer(fold_accents(fact.answer)))] != {e.code}:
+                continue
+            if _names_entity(fact.quoted, e):  # "Burundi Bwacu", "Kuwait City": the bridge would give itself away
                 continue
             pairs += [(bridge, target) for target in kinds if target != bridge and target in by_kind]
         for bridge, target in rng.sample(pairs, min(two_hop_per_entity, len(pairs))):
@@ -182,14 +191,20 @@ def check_answerable(questions: Sequence[Question], search_batch: SearchBatch, *
 
 def corpus_search_batch(cache_dir: str | None = None) -> SearchBatch:
     """BM25 over the Factbook passages, in process: the engine behind `zerosearch serve --backend corpus`."""
-    from zerosearch_core.corpus import BM25Index, load_corpus
-
-    index = BM25Index.open(load_corpus(None), cache_dir=cache_dir)
+    index = _factbook_index(cache_dir)
 
     def search(queries: list[str], k: int) -> list[list[Any]]:
         return [[passage for passage, _score in hits] for hits in index.search_batch(queries, k)]
 
     return search
+
+
+@functools.lru_cache(maxsize=2)
+def _factbook_index(cache_dir: str | None) -> Any:
+    """Cutting the Factbook into passages takes seconds: once per process and cache folder."""
+    from zerosearch_core.corpus import BM25Index, load_corpus
+
+    return BM25Index.open(load_corpus(None), cache_dir=Path(cache_dir) if cache_dir else None)
 
 
 # ---- splits and records -----------------------------------------------------------------------
