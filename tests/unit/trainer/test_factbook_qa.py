@@ -250,3 +250,12 @@ def test_output_that_is_a_file_is_refused(tmp_path):
     target.write_text("")
     with pytest.raises(FactbookQAError, match="not a folder"):
         build(BuildOptions(out=target, progress=False), entities=[], search_batch=lambda q, k: [])
+
+
+def test_the_shipped_test_split_loads():
+    shipped = DATA / "factbook_qa"
+    records = load_records(str(shipped), split="test")
+    stats = json.loads((shipped / "stats.json").read_text())
+    assert len(records) == stats["questions"]["test"] >= 200
+    assert len({r.uid for r in records}) == len(records)
+    assert {r.data_source for r in records} >= {"factbook_capital", "factbook_two_hop"}
