@@ -190,7 +190,7 @@ def extract_currency(fields: Mapping[tuple[str, ...], str]) -> Fact | None:
     name, codes = match.group(1).strip(), match.group(2) or ""
     if not name or name.lower().startswith(("none", "the ")):
         return None
-    names = [v.strip() for v in name.split("/") if v.strip()]  # `Aruban guilders/florins`
+    names = [v.strip() for v in re.split(r"/| or ", name) if v.strip()]  # `Aruban guilders/florins`, `X or Y`
     if len(names) > 1 and " " in names[0] and " " not in names[1]:
         names[1] = names[0].rsplit(" ", 1)[0] + " " + names[1]
     extra: list[str] = []
@@ -216,7 +216,11 @@ def extract_highest_point(fields: Mapping[tuple[str, ...], str]) -> Fact | None:
     if not name or name.lower().startswith(("unnamed", "point", "a point", "location", "several", "ridge")) \
             or any(ch.isdigit() for ch in name) or len(name.split()) > 6:
         return None
+    if not name[:1].isupper():  # `ocean-side dunes on Diego Garcia`
+        return None
     extra = [v.strip() for part in inner for v in part.split(",") if v.strip()[:1].isupper()]
+    if " on " in name:  # `Margherita Peak on Mount Stanley`: the peak alone
+        extra.append(name.split(" on ")[0])
     for value in [name, *extra]:  # `Mount Kenya` / `Mt. Kenya`
         if value.startswith("Mount "):
             extra.append("Mt. " + value[len("Mount "):])
@@ -324,8 +328,9 @@ def extract_national_holiday(fields: Mapping[tuple[str, ...], str]) -> Fact | No
         return None
     head = _first_segment(text).split(",")[0].strip()
     inner = re.findall(r"\(([^)]*)\)", head)
-    name = _drop_parens(head).strip()
-    if not name or any(ch.isdigit() for ch in name) or len(name.split()) > 6 or name.lower().startswith("none"):
+    name = proper_name(_drop_parens(head).strip())  # `Official birthday of King TUPOU VI`
+    if not name or any(ch.isdigit() for ch in name) or len(name.split()) > 6 or ":" in name \
+            or name.lower().startswith("none"):
         return None
     extra = [re.sub(r"^or ", "", v.strip()) for v in inner]
     extra = [v for v in extra if v[:1].isupper() and len(v.split()) <= 5 and not any(c.isdigit() for c in v)]
