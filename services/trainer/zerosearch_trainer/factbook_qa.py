@@ -281,6 +281,10 @@ def build(options: BuildOptions, *, entities: Sequence[Any] | None = None,
     out = Path(options.out)
     if out.exists() and not out.is_dir():
         raise FactbookQAError(f"{out}: exists and is not a folder.")
+    try:  # before the work, so that a folder that cannot be made fails at once
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FactbookQAError(f"{out}: cannot create the output folder ({exc.strerror or exc}).") from None
     if entities is None:
         from zerosearch_core.factbook import load_entities
 
@@ -306,7 +310,10 @@ def build(options: BuildOptions, *, entities: Sequence[Any] | None = None,
             index += 1
 
     stats = _stats(questions, answerable, by_split, options)
-    _write(out, by_split, stats)
+    try:
+        _write(out, by_split, stats)
+    except OSError as exc:
+        raise FactbookQAError(f"{out}: cannot write the splits ({exc.strerror or exc}).") from None
     return stats
 
 

@@ -259,3 +259,9 @@ def test_the_shipped_test_split_loads():
     assert len(records) == stats["questions"]["test"] >= 200
     assert len({r.uid for r in records}) == len(records)
     assert {r.data_source for r in records} >= {"factbook_capital", "factbook_two_hop"}
+
+
+def test_output_under_a_file_is_one_clear_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FactbookQAError, match="cannot create the output folder"):
+        build(BuildOptions(out=tmp_path / "file" / "splits", progress=False), entities=[], search_batch=lambda q, k: [])
