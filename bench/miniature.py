@@ -105,6 +105,7 @@ class Settings:
     save_steps: int
     eval_batch: int
     sim_max_new_tokens: int
+    parallel: int
     train_extra: list[str] = field(default_factory=list)
 
     # the rollout lengths (same in training and evaluation; the recipe holds the training copy)
@@ -137,6 +138,7 @@ def _rel(path: Path) -> str:
 # ---- subprocesses with a progress bar -------------------------------------------------------------------
 
 
+_RUNNING: set[subprocess.Popen] = set()  # what a SIGTERM must stop (arms run in worker threads)
 _TRAIN_STEP = re.compile(r"step (\d+) rollout:")
 _TQDM = re.compile(r"(\d+)/(\d+) \[")
 
@@ -151,6 +153,7 @@ def run_logged(argv: Sequence[str], log: Path, progress: Progress, description: 
         sink.write(f"\n$ {shlex.join(argv)}\n")
         sink.flush()
         proc = subprocess.Popen(list(argv), cwd=ROOT, env=os.environ | env, stdout=sink, stderr=subprocess.STDOUT)
+        _RUNNING.add(proc)
         try:
             while proc.poll() is None:
                 time.sleep(2)
@@ -161,6 +164,8 @@ def run_logged(argv: Sequence[str], log: Path, progress: Progress, description: 
             proc.terminate()
             proc.wait(60)
             raise
+        finally:
+            _RUNNING.discard(proc)
     seconds = time.perf_counter() - started
     progress.remove_task(task)
     if proc.returncode != 0:
@@ -331,6 +336,8 @@ def run(
     max_completion_length: Annotated[int, typer.Option(min=32, help="Token budget of a trajectory.")] = 256,
     top_k: Annotated[int, typer.Option(min=1, max=20, help="Documents per search.")] = 3,
     threads: Annotated[int, typer.Option(min=1, help="torch threads of each process.")] = 1,
+    parallel: Annotated[int, typer.Option(min=1, help=(
+        "Arms trained (and evaluated) at the same time; the simulator batches their searches together."))] = 1,
     sim_max_new_tokens: Annotated[int, typer.Option(min=8, help=(
         "ZS_MAX_NEW_TOKENS of the simulator: its generation budget per search. The policy reads at most 96 tokens "
         "of documents per search (the recipe's max_information_tokens), so more is wasted CPU."))] = 128,
@@ -354,11 +361,12 @@ def run(
                  test_questions=test_questions, fixed_noise=fixed_noise, threads=threads, sim_backend=sim_backend,
                  engine_backend=engine_backend, warmup_examples=warmup_examples, batch=batch, group=group,
                  learning_rate=learning_rate, temperature=temperature, save_steps=save_steps,
-                 eval_batch=eval_batch, sim_max_new_tokens=sim_max_new_tokens, train_extra=list(train_arg or []),
+                 eval_batch=eval_batch, sim_max_new_tokens=sim_max_new_tokens,
+                 parallel=parallel, train_extra=list(train_arg or []),
                  max_turns=max_turns,
                  max_tokens_per_turn=max_tokens_per_turn, max_completion_length=max_completion_length, top_k=top_k)
     # SIGTERM (and SIGINT, which background jobs ignore) unwinds: the running step and both servers are stopped
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _stop)
     s.out.mkdir(parents=True, exist_ok=True)
     (s.out / "settings.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v
                                                      for k, v in vars(s).items()}, indent=2))
@@ -370,39 +378,70 @@ def run(
     write_report(s.out, doc)
 
 
+def _stop(*_: Any) -> None:
+    for proc in list(_RUNNING):
+        proc.terminate()
+    sys.exit(143)
+
+
 def _run(s: Settings, known: dict[str, Arm]) -> None:
     plan = [(known[name], seed) for name in s.arms
             for seed in (s.seeds if name in ("zerosearch", "real-search") else s.ablation_seeds)]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     started = time.perf_counter()
     with Progress(*columns, console=console) as progress:
-        overall = progress.add_task("miniature", total=len(plan) * 2 + 3)
+        overall = progress.add_task("miniature", total=len(plan) * 2 + len(REFERENCES) + 1)
+        ensure_data(s, progress)
         sim_env = _env(s.threads) | {"ZS_TIMEOUT_S": "600", "ZS_MAX_NEW_TOKENS": str(s.sim_max_new_tokens)}
-        console.print("starting the simulator and the real engine ...")
-        with start_simulator(backend=s.sim_backend, env=sim_env, name="miniature-sim") as sim, \
-                _start_engine(s) as engine:
-            models = {"simulator": answering_model(sim.url), "engine": answering_model(engine.url)}
-            console.print(f"simulator: {models['simulator']}; real engine: {models['engine']}")
-            (s.out / "models.json").write_text(json.dumps(models, indent=2))
-            ensure_data(s, progress)
+        console.print("starting the simulator ...")
+        with start_simulator(backend=s.sim_backend, env=sim_env, name="miniature-sim") as sim:
+            models = {"simulator": answering_model(sim.url)}
+            console.print(f"simulator: {models['simulator']}")
             ensure_warmup(s, sim.url, progress)
             progress.advance(overall)
-            for name, (label, paper) in REFERENCES.items():
-                run_dir = s.out / "runs" / name
-                model, turns = (str(s.out / "warmup"), s.max_turns) if name == "warmup" else ("bundled", 0)
-                evaluation = evaluate(s, name, model, turns, engine.url, run_dir, progress)
-                arm_record(name, label, None, run_dir, None, evaluation, models, paper)
-                progress.advance(overall)
-            for arm, seed in plan:
-                run_dir = s.out / "runs" / f"{arm.name}-seed{seed}"
-                url = sim.url if arm.engine == "simulator" else engine.url
-                train = train_arm(s, arm, seed, url, run_dir, progress)
-                progress.advance(overall)
-                evaluation = evaluate(s, f"{arm.name}-seed{seed}", str(run_dir), s.max_turns, engine.url, run_dir,
-                                      progress)
-                arm_record(arm.name, arm.label, seed, run_dir, train, evaluation, models, arm.paper, arm.engine)
-                progress.advance(overall)
+            console.print("starting the real engine ...")
+            with _start_engine(s) as engine:
+                models["engine"] = answering_model(engine.url)
+                console.print(f"real engine: {models['engine']}")
+                (s.out / "models.json").write_text(json.dumps(models, indent=2))
+                failures = _run_jobs(s, plan, sim.url, engine.url, models, progress, overall)
     console.print(f"done in {time.perf_counter() - started:.0f} s")
+    if failures:
+        raise RuntimeError("; ".join(failures))
+
+
+def _run_jobs(s: Settings, plan: list[tuple[Arm, int]], sim_url: str, engine_url: str, models: dict[str, str],
+              progress: Progress, overall: Any) -> list[str]:
+    """The references' evaluations and each arm's training then evaluation, `s.parallel` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def reference(name: str) -> None:
+        label, paper = REFERENCES[name]
+        run_dir = s.out / "runs" / name
+        model, turns = (str(s.out / "warmup"), s.max_turns) if name == "warmup" else ("bundled", 0)
+        evaluation = evaluate(s, name, model, turns, engine_url, run_dir, progress)
+        arm_record(name, label, None, run_dir, None, evaluation, models, paper)
+        progress.advance(overall)
+
+    def arm_job(arm: Arm, seed: int) -> None:
+        run_dir = s.out / "runs" / f"{arm.name}-seed{seed}"
+        train = train_arm(s, arm, seed, sim_url if arm.engine == "simulator" else engine_url, run_dir, progress)
+        progress.advance(overall)
+        evaluation = evaluate(s, run_dir.name, str(run_dir), s.max_turns, engine_url, run_dir, progress)
+        arm_record(arm.name, arm.label, seed, run_dir, train, evaluation, models, arm.paper, arm.engine)
+        progress.advance(overall)
+
+    failures = []
+    with ThreadPoolExecutor(max_workers=s.parallel) as pool:
+        jobs = {pool.submit(reference, name): name for name in REFERENCES}
+        jobs |= {pool.submit(arm_job, arm, seed): f"{arm.name}-seed{seed}" for arm, seed in plan}
+        for future, name in jobs.items():
+            try:
+                future.result()
+            except RuntimeError as exc:  # one arm failing leaves the others running; its log says why
+                console.print(f"[red]{name} failed:[/red] {exc}")
+                failures.append(f"{name} failed")
+    return failures
 
 
 def _start_engine(s: Settings) -> Server:
