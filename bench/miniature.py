@@ -106,6 +106,7 @@ class Settings:
     eval_batch: int
     sim_max_new_tokens: int
     parallel: int
+    redis_url: str
     train_extra: list[str] = field(default_factory=list)
 
     # the rollout lengths (same in training and evaluation; the recipe holds the training copy)
@@ -341,6 +342,9 @@ def run(
     sim_max_new_tokens: Annotated[int, typer.Option(min=8, help=(
         "ZS_MAX_NEW_TOKENS of the simulator: its generation budget per search. The policy reads at most 96 tokens "
         "of documents per search (the recipe's max_information_tokens), so more is wasted CPU."))] = 128,
+    redis_url: Annotated[str, typer.Option(help=(
+        "The simulator's cache (its own database): a restarted run gets the searches it already paid for back; "
+        "'' for the in-process cache."))] = "redis://127.0.0.1:6379/13",
     sim_backend: Annotated[str | None, typer.Option(
         help="Simulator backend; default: `zerosearch serve`'s default (the tuned model when installed).")] = None,
     engine_backend: Annotated[str, typer.Option(help="The real engine's backend.")] = "corpus",
@@ -362,7 +366,7 @@ def run(
                  engine_backend=engine_backend, warmup_examples=warmup_examples, batch=batch, group=group,
                  learning_rate=learning_rate, temperature=temperature, save_steps=save_steps,
                  eval_batch=eval_batch, sim_max_new_tokens=sim_max_new_tokens,
-                 parallel=parallel, train_extra=list(train_arg or []),
+                 parallel=parallel, redis_url=redis_url, train_extra=list(train_arg or []),
                  max_turns=max_turns,
                  max_tokens_per_turn=max_tokens_per_turn, max_completion_length=max_completion_length, top_k=top_k)
     # SIGTERM (and SIGINT, which background jobs ignore) unwinds: the running step and both servers are stopped
@@ -394,7 +398,8 @@ def _run(s: Settings, known: dict[str, Arm]) -> None:
         ensure_data(s, progress)
         sim_env = _env(s.threads) | {"ZS_TIMEOUT_S": "600", "ZS_MAX_NEW_TOKENS": str(s.sim_max_new_tokens)}
         console.print("starting the simulator ...")
-        with start_simulator(backend=s.sim_backend, env=sim_env, name="miniature-sim") as sim:
+        with start_simulator(backend=s.sim_backend, redis_url=s.redis_url or None, env=sim_env,
+                             name="miniature-sim") as sim:
             models = {"simulator": answering_model(sim.url)}
             console.print(f"simulator: {models['simulator']}")
             ensure_warmup(s, sim.url, progress)
