@@ -158,7 +158,7 @@ def run_logged(argv: Sequence[str], log: Path, progress: Progress, description: 
         try:
             while proc.poll() is None:
                 time.sleep(2)
-                done = _progress_in(log, parse)
+                done = _progress_in(log, parse, total)
                 if done is not None:
                     progress.update(task, completed=min(done, total))
         except BaseException:
@@ -175,14 +175,15 @@ def run_logged(argv: Sequence[str], log: Path, progress: Progress, description: 
     return seconds
 
 
-def _progress_in(log: Path, parse: re.Pattern[str]) -> int | None:
+def _progress_in(log: Path, parse: re.Pattern[str], total: int) -> int | None:
     try:
         with log.open("rb") as handle:
             handle.seek(max(0, log.stat().st_size - 20000))
             text = handle.read().decode(errors="replace")
     except OSError:
         return None
-    matches = list(parse.finditer(text))
+    # a tqdm line counts only when its total is this stage's (model loading and data mapping draw bars too)
+    matches = [m for m in parse.finditer(text) if parse is _TRAIN_STEP or int(m.group(2)) == total]
     if not matches:
         return None
     done = int(matches[-1].group(1))
@@ -217,7 +218,10 @@ def ensure_warmup(s: Settings, sim_url: str, progress: Progress) -> dict[str, An
             "--dataset_name", str(s.data), "--max_train_samples", str(s.train_questions),
             "--num_examples", str(s.warmup_examples), "--search_top_k", str(s.top_k),
             "--output_dir", str(target), "--search_url", sim_url, "--torch_threads", str(s.threads)]
-    total = max(1, s.warmup_examples // 8)
+    import yaml
+
+    recipe = yaml.safe_load((ROOT / "configs/warmup-miniature.yaml").read_text())
+    total = -(-s.warmup_examples // recipe["per_device_train_batch_size"]) * int(recipe["num_train_epochs"])
     seconds = run_logged(argv, s.out / "logs" / "warmup.log", progress, "warm-up", total, _TQDM, _env(s.threads))
     record = {"seconds": round(seconds, 1), "command": _command(argv)}
     marker.write_text(json.dumps(record, indent=2))
@@ -282,7 +286,7 @@ def arm_record(name: str, label: str, seed: int | None, run_dir: Path, train: di
                evaluation: dict[str, Any], models: dict[str, str], paper: str,
                trained_against: str | None = None) -> dict[str, Any]:
     report = json.loads((run_dir / "eval.json").read_text())
-    record: dict[str, Any] = {
+    record: dict[str, Any] = {"diagnostics": diagnostics(report["results"]),
         "arm": name, "label": label, "seed": seed, "paper": paper, "trained_against": trained_against,
         "eval": report["overall"],
         "eval_seconds": evaluation["seconds"], "eval_command": evaluation["command"], "models": models,
@@ -293,6 +297,27 @@ def arm_record(name: str, label: str, seed: int | None, run_dir: Path, train: di
                    "curve": curve(state["log_history"])}
     (run_dir / "arm.json").write_text(json.dumps(record, indent=2))
     return record
+
+
+_INFORMATION = re.compile(r"<information>(.*?)</information>", re.DOTALL)
+
+
+def diagnostics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """How the answers fail: copied from the question, left empty, or the same few strings for everything."""
+    from collections import Counter
+
+    from zerosearch_core.scoring import contains_answer, normalize_answer
+
+    answers = [normalize_answer(r["answer"]) for r in rows if r.get("answer")]
+    n = max(1, len(rows))
+    copied = sum(1 for r in rows
+                 if r.get("answer") and normalize_answer(r["answer"]) in normalize_answer(r["question"]))
+    found = sum(1 for r in rows if contains_answer(" ".join(_INFORMATION.findall(r.get("completion", ""))),
+                                                   r["golden_answers"]))
+    top = Counter(answers).most_common(1)
+    return {"gold_in_documents": found / n, "answer_in_question": copied / n, "distinct_answers": len(set(answers)),
+            "most_common_answer_share": top[0][1] / n if top else 0.0,
+            "most_common_answer": top[0][0] if top else ""}
 
 
 CURVE_KEYS = ("reward", "rewards/f1_reward/mean", "rewards/format_reward/mean", "search/searches_per_trajectory",

@@ -27,7 +27,7 @@ def _run(out: Path, data: Path, doc: Path) -> subprocess.CompletedProcess:
             "--steps", "1", "--seeds", "0", "--ablation-seeds", "0", "--train-questions", "4",
             "--test-questions", "3", "--warmup-examples", "4", "--batch", "2", "--group", "2", "--eval-batch", "3",
             "--max-turns", "1", "--max-tokens-per-turn", "16", "--max-completion-length", "96", "--top-k", "1",
-            "--save-steps", "1", "--sim-backend", "scripted", "--redis-url", ""]
+            "--save-steps", "1", "--sim-backend", "scripted", "--redis-url", "", "--parallel", "3"]
     env = os.environ | {"ZS_REDIS_URL": ""}
     return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800, check=False)
 
