@@ -461,10 +461,17 @@ def _run_jobs(s: Settings, plan: list[tuple[Arm, int]], sim_url: str, engine_url
         arm_record(arm.name, arm.label, seed, run_dir, train, evaluation, models, arm.paper, arm.engine)
         progress.advance(overall)
 
+    # the main comparison first, seed by seed, so that a run cut short still has (a) beside (b) and the warm-up
+    order: list[tuple[str, Any]] = [(f"{a.name}-seed{seed}", (arm_job, a, seed)) for a, seed in plan
+                                    if a.engine == "corpus" or a.name == "zerosearch"]
+    order.sort(key=lambda item: (item[1][2], item[1][1].engine))
+    order.append(("warmup", (reference, "warmup")))
+    order += [(f"{a.name}-seed{seed}", (arm_job, a, seed)) for a, seed in plan
+              if not (a.engine == "corpus" or a.name == "zerosearch")]
+    order.append(("direct", (reference, "direct")))
     failures = []
     with ThreadPoolExecutor(max_workers=s.parallel) as pool:
-        jobs = {pool.submit(reference, name): name for name in REFERENCES}
-        jobs |= {pool.submit(arm_job, arm, seed): f"{arm.name}-seed{seed}" for arm, seed in plan}
+        jobs = {pool.submit(*call): name for name, call in order}
         for future, name in jobs.items():
             try:
                 future.result()
@@ -507,7 +514,11 @@ def _reward_ratio(points: list[dict[str, float]], window: int = 10) -> float | N
 
 
 def summarise(out: Path) -> dict[str, Any]:
-    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*/arm.json"))]
+    records = []
+    for path in sorted((out / "runs").glob("*/arm.json")):
+        record = json.loads(path.read_text())
+        record["diagnostics"] = diagnostics(json.loads((path.parent / "eval.json").read_text())["results"])
+        records.append(record)
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault(r["arm"], []).append(r)
@@ -520,6 +531,7 @@ def summarise(out: Path) -> dict[str, Any]:
         for metric in ("em", "f1", "sub_em", "searches_per_question", "answered"):
             row[metric], row[f"{metric}_spread"] = _mean_spread([r["eval"][metric] for r in runs])
         row["per_seed_em"] = [r["eval"]["em"] for r in runs]
+        row["diagnostics"] = [r["diagnostics"] for r in runs]
         row["eval_seconds"] = [r["eval_seconds"] for r in runs]
         if "train_seconds" in runs[0]:
             row["train_seconds"] = [r["train_seconds"] for r in runs]
