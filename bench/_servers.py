@@ -56,15 +56,19 @@ class Server:
         self.proc = subprocess.Popen(list(argv), env=environment, cwd=ROOT, stdout=self.log.open("w"),
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(self.url + ready_path, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+                try:
+                    if httpx.get(self.url + ready_path, timeout=2).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.3)
+        except BaseException:  # interrupted while starting: no server is left behind
+            self.stop()
+            raise
         self.stop()
         raise RuntimeError(f"{name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
 
