@@ -107,6 +107,7 @@ class Settings:
     sim_max_new_tokens: int
     parallel: int
     redis_url: str
+    references: bool = True
     train_extra: list[str] = field(default_factory=list)
 
     # the rollout lengths (same in training and evaluation; the recipe holds the training copy)
@@ -376,6 +377,7 @@ def run(
     train_arg: Annotated[list[str] | None, typer.Option(
         "--train-arg", help="Extra `zerosearch train` argument for every arm (repeat), e.g. --train-arg=--beta "
                             "--train-arg=0.001.")] = None,
+    references: Annotated[bool, typer.Option(help="Evaluate the references (warm-up only, direct answer).")] = True,
     doc: Annotated[Path | None, typer.Option(help="Markdown file whose marked table section to rewrite.")] = None,
 ) -> None:
     """Train every arm, evaluate arms and references against the real engine, then write the report."""
@@ -391,7 +393,7 @@ def run(
                  engine_backend=engine_backend, warmup_examples=warmup_examples, batch=batch, group=group,
                  learning_rate=learning_rate, temperature=temperature, save_steps=save_steps,
                  eval_batch=eval_batch, sim_max_new_tokens=sim_max_new_tokens,
-                 parallel=parallel, redis_url=redis_url, train_extra=list(train_arg or []),
+                 parallel=parallel, redis_url=redis_url, references=references, train_extra=list(train_arg or []),
                  max_turns=max_turns,
                  max_tokens_per_turn=max_tokens_per_turn, max_completion_length=max_completion_length, top_k=top_k)
     # SIGTERM (and SIGINT, which background jobs ignore) unwinds: the running step and both servers are stopped
@@ -419,7 +421,7 @@ def _run(s: Settings, known: dict[str, Arm]) -> None:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     started = time.perf_counter()
     with Progress(*columns, console=console) as progress:
-        overall = progress.add_task("miniature", total=len(plan) * 2 + len(REFERENCES) + 1)
+        overall = progress.add_task("miniature", total=len(plan) * 2 + len(REFERENCES) * s.references + 1)
         ensure_data(s, progress)
         sim_env = _env(s.threads) | {"ZS_TIMEOUT_S": "600", "ZS_MAX_NEW_TOKENS": str(s.sim_max_new_tokens)}
         console.print("starting the simulator ...")
@@ -465,10 +467,12 @@ def _run_jobs(s: Settings, plan: list[tuple[Arm, int]], sim_url: str, engine_url
     order: list[tuple[str, Any]] = [(f"{a.name}-seed{seed}", (arm_job, a, seed)) for a, seed in plan
                                     if a.engine == "corpus" or a.name == "zerosearch"]
     order.sort(key=lambda item: (item[1][2], item[1][1].engine))
-    order.append(("warmup", (reference, "warmup")))
+    if s.references:
+        order.append(("warmup", (reference, "warmup")))
     order += [(f"{a.name}-seed{seed}", (arm_job, a, seed)) for a, seed in plan
               if not (a.engine == "corpus" or a.name == "zerosearch")]
-    order.append(("direct", (reference, "direct")))
+    if s.references:
+        order.append(("direct", (reference, "direct")))
     failures = []
     with ThreadPoolExecutor(max_workers=s.parallel) as pool:
         jobs = {pool.submit(*call): name for name, call in order}
