@@ -300,6 +300,22 @@ def arm_record(name: str, label: str, seed: int | None, run_dir: Path, train: di
     return record
 
 
+def rescore(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The evaluation's metrics from its stored completions, with the current answer extraction (so that runs
+    evaluated before a scoring fix are scored like the rest)."""
+    from zerosearch_core.scoring import exact_match, f1_score, sub_exact_match
+    from zerosearch_trainer.evaluate import summarise as summarise_eval
+    from zerosearch_trainer.rewards import extract_answer
+
+    scored = []
+    for r in rows:
+        answer = extract_answer(r["completion"])
+        scored.append(r | {"answer": answer, "em": exact_match(answer, r["golden_answers"]),
+                           "sub_em": sub_exact_match(answer, r["golden_answers"]),
+                           "f1": f1_score(answer, r["golden_answers"])})
+    return summarise_eval(scored)["overall"]
+
+
 _INFORMATION = re.compile(r"<information>(.*?)</information>", re.DOTALL)
 
 
@@ -308,7 +324,9 @@ def diagnostics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     from collections import Counter
 
     from zerosearch_core.scoring import contains_answer, normalize_answer
+    from zerosearch_trainer.rewards import extract_answer
 
+    rows = [r | {"answer": extract_answer(r["completion"])} for r in rows]
     answers = [normalize_answer(r["answer"]) for r in rows if r.get("answer")]
     n = max(1, len(rows))
     copied = sum(1 for r in rows
@@ -521,7 +539,9 @@ def summarise(out: Path) -> dict[str, Any]:
     records = []
     for path in sorted((out / "runs").glob("*/arm.json")):
         record = json.loads(path.read_text())
-        record["diagnostics"] = diagnostics(json.loads((path.parent / "eval.json").read_text())["results"])
+        results = json.loads((path.parent / "eval.json").read_text())["results"]
+        record["diagnostics"] = diagnostics(results)
+        record["eval_as_run"], record["eval"] = record["eval"], rescore(results)
         records.append(record)
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in records:
@@ -536,6 +556,7 @@ def summarise(out: Path) -> dict[str, Any]:
             row[metric], row[f"{metric}_spread"] = _mean_spread([r["eval"][metric] for r in runs])
         row["per_seed_em"] = [r["eval"]["em"] for r in runs]
         row["diagnostics"] = [r["diagnostics"] for r in runs]
+        row["answered_as_run"] = [r["eval_as_run"]["answered"] for r in runs]
         row["eval_seconds"] = [r["eval_seconds"] for r in runs]
         if "train_seconds" in runs[0]:
             row["train_seconds"] = [r["train_seconds"] for r in runs]
@@ -581,6 +602,13 @@ def table_markdown(summary: dict[str, Any]) -> str:
                  "real engine; ± is half the range over seeds. "
                  f"Simulator: {summary['models'].get('simulator', '?')}; real engine: "
                  f"{summary['models'].get('engine', '?')}.")
+    lines += ["", "| arm | seed | gold answer in a retrieved document | answered, counting the invalid-action message "
+              "| most common answer (share) | answer copied from the question |", "|---|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        for seed, d, as_run in zip(row["seeds"], row["diagnostics"], row["answered_as_run"], strict=True):
+            common = f"{d['most_common_answer'] or '-'!r} ({100 * d['most_common_answer_share']:.1f})"
+            lines.append(f"| {row['label']} | {'-' if seed is None else seed} | {100 * d['gold_in_documents']:.1f} | "
+                         f"{100 * as_run:.1f} | {common} | {100 * d['answer_in_question']:.1f} |")
     if summary["targets"]:
         lines.append("")
         lines.append("Targets: " + "; ".join(f"{k} = {v}" for k, v in summary["targets"].items()))
