@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(2400),  # a dozen subprocesses, each loading torch: many minutes on a busy 2-core machine
     pytest.mark.skipif(importlib.util.find_spec("zerosearch_simulator.backends.corpus") is None,
                        reason="the corpus engine (zerosearch serve --backend corpus) is not installed"),
 ]
