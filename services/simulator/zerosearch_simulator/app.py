@@ -48,6 +48,8 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
         logger.info("starting %s", settings.backend if not injected else "+".join(type(p).__name__ for p in parts))
         if engine_backend is not None:
             engine_backend.on_batch = metrics.batch_size.observe
+        if engine_retriever is not None:
+            engine_retriever.bind_metrics(metrics)
         for part in parts:
             await part.start()
         cache = build_cache(settings, metrics)

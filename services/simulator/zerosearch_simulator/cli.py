@@ -20,6 +20,11 @@ def serve(
         help="Local path or hub id; default: the bundled SmolLM2-135M-Instruct (env ZS_MODEL).")] = None,
     redis_url: Annotated[str | None, typer.Option(
         help="Redis URL for a cache shared by replicas; default: in-process cache (env ZS_REDIS_URL).")] = None,
+    upstream: Annotated[str | None, typer.Option(
+        help="--backend upstream: serpapi, tavily, brave, serper, searxng, google_cse, exa or retrieve; the key "
+             "comes from ZS_UPSTREAM_KEY or ZS_UPSTREAM_KEY_FILE (env ZS_UPSTREAM).")] = None,
+    upstream_url: Annotated[str | None, typer.Option(
+        help="--backend upstream: the API's base URL; default: its public address (env ZS_UPSTREAM_URL).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes (each loads the model).")] = 1,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning (env ZS_LOG_LEVEL).")] = None,
 ) -> None:
@@ -31,7 +36,8 @@ def serve(
     from zerosearch_simulator.settings import Settings
 
     overrides = {"ZS_HOST": host, "ZS_PORT": port, "ZS_BACKEND": backend, "ZS_MODEL": model,
-                 "ZS_REDIS_URL": redis_url, "ZS_LOG_LEVEL": log_level}
+                 "ZS_REDIS_URL": redis_url, "ZS_LOG_LEVEL": log_level, "ZS_UPSTREAM": upstream,
+                 "ZS_UPSTREAM_URL": upstream_url}
     # Environment variables carry the options to every worker process.
     os.environ.update({k: str(v) for k, v in overrides.items() if v is not None})
     try:

@@ -136,7 +136,8 @@ class SearchEngine:
         started = time.perf_counter()
         noise, noisy, seed = await self.decide(request)
         label: Label = "noisy" if noisy else "useful"
-        if label == "useful" and self.retriever is not None:
+        real = label == "useful" and self.retriever is not None
+        if real:
             key = real_cache_key(engine=self.retriever.model_id, query=request.query, k=request.k)
 
             async def generate() -> bytes:
@@ -154,6 +155,8 @@ class SearchEngine:
             value, cached = await self.cache.get_or_compute(key, generate)
         else:
             value, cached = await generate(), False
+        if cached and real and self.retriever is not None:
+            self.retriever.on_cache_hit()
         self._results[label].inc()
         return _Found(value=value, noise=noise, noisy=noisy, cached=cached, started=started)
 

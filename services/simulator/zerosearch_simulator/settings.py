@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     """Every field is read from `ZS_<NAME>` (e.g. `ZS_MAX_BATCH=16`)."""
 
-    model_config = SettingsConfigDict(env_prefix="ZS_", extra="ignore")
+    # hide_input_in_errors: a validation error's text would otherwise carry every input, ZS_UPSTREAM_KEY included.
+    model_config = SettingsConfigDict(env_prefix="ZS_", extra="ignore", hide_input_in_errors=True)
 
     # serving
     host: str = Field("127.0.0.1", description="Interface to bind.")
@@ -76,17 +78,24 @@ class Settings(BaseSettings):
     cache_dir: str | None = Field(None, description=(
         "Where indexes and converted models are kept; unset: $XDG_CACHE_HOME/zerosearch or ~/.cache/zerosearch."))
     upstream: Literal["serpapi", "tavily", "brave", "serper", "searxng", "google_cse", "exa", "retrieve"] | None = (
-        Field(None, description="ZS_BACKEND=upstream: the real search API behind the front."))
-    upstream_url: str | None = Field(None, description="The upstream's base URL; unset: the API's public address.")
-    upstream_key: str | None = Field(None, repr=False, description=(
+        Field(None, description=(
+            "ZS_BACKEND=upstream: the real search API behind the front (serpapi, tavily, brave, serper, searxng, "
+            "google_cse, exa, or retrieve: any Search-R1 /retrieve server).")))
+    upstream_url: str | None = Field(None, description=(
+        "The upstream's base URL; unset: the API's public address (searxng and retrieve have none: set it)."))
+    upstream_key: SecretStr | None = Field(None, description=(
         "The upstream's API key (never logged, never in a response or a metric label)."))
-    upstream_cx: str | None = Field(None, description="google_cse: the search engine id (cx).")
-    upstream_timeout_s: float = Field(15.0, gt=0.0, description="Deadline of one upstream attempt.")
-    upstream_retries: int = Field(2, ge=0, le=10, description="Further attempts after a failed one (backoff).")
+    upstream_key_file: str | None = Field(None, description=(
+        "A file holding the upstream's API key (a mounted secret, e.g. /run/secrets/upstream_key), read at "
+        "start-up; instead of ZS_UPSTREAM_KEY."))
+    upstream_cx: str | None = Field(None, description="google_cse: the Programmable Search Engine id (cx).")
+    upstream_timeout_s: float = Field(15.0, gt=0.0, le=600.0, description="Deadline of one upstream attempt.")
+    upstream_retries: int = Field(2, ge=0, le=10, description=(
+        "Further attempts after a failed one, with backoff, only where a retry is safe (no answer, 5xx)."))
     upstream_max_queries: int | None = Field(None, ge=1, description=(
         "Upstream calls allowed per UTC day, shared across replicas through Redis; then 429. Unset: no budget."))
     upstream_price_per_1k: float = Field(0.0, ge=0.0, description=(
-        "Price of 1,000 upstream queries, for the estimated-spend metric."))
+        "Price of 1,000 upstream queries in dollars, for the estimated-spend metric."))
 
     # label verification and limits
     verify_labels: bool = Field(True, description=(
@@ -124,6 +133,25 @@ class Settings(BaseSettings):
         model_backend = self.hybrid_backend if self.backend == "hybrid" else self.backend
         if model_backend == "openai" and not self.openai_base_url_list:
             raise ValueError("ZS_BACKEND=openai needs ZS_OPENAI_BASE_URLS (comma-separated server URLs)")
+        return self
+
+    @model_validator(mode="after")
+    def _upstream_complete(self) -> Settings:
+        if self.upstream_key_file:
+            if self.upstream_key is not None:
+                raise ValueError("set one of ZS_UPSTREAM_KEY and ZS_UPSTREAM_KEY_FILE, not both")
+            try:
+                key = Path(self.upstream_key_file).expanduser().read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"ZS_UPSTREAM_KEY_FILE={self.upstream_key_file!r} cannot be read "
+                                 f"({type(exc).__name__})") from None
+            if not key:
+                raise ValueError(f"ZS_UPSTREAM_KEY_FILE={self.upstream_key_file!r} is empty")
+            self.upstream_key = SecretStr(key)
+        if self.backend == "upstream":
+            from zerosearch_simulator.backends.upstream_apis import check_settings
+
+            check_settings(self)
         return self
 
     @property

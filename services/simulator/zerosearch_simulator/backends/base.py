@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,12 @@ class Retriever(abc.ABC):
 
     #: Engine id reported in responses and part of the cache key (for a corpus: its content hash).
     model_id: str = "unknown"
+
+    def bind_metrics(self, metrics: Any) -> None:
+        """Called once by the app, before `start`, with its Metrics (for engines that report their own)."""
+
+    def on_cache_hit(self) -> None:
+        """A search this engine would have answered came from the cache instead (upstream: a query not paid)."""
 
     async def start(self) -> None:
         """Load the index / open connections. Called once in the app's lifespan before serving."""
