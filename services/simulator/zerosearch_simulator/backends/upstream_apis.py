@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from zerosearch_simulator.settings import Settings
 
 _TAGS = re.compile(r"<[^>]+>")
+
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class MalformedAnswer(ValueError):
@@ -112,6 +115,19 @@ def _list(body: dict[str, Any], name: str) -> list[Any]:
     return value
 
 
+def _items(model: type[_M], body: dict[str, Any], name: str) -> list[_M]:
+    """The results under `name`, each validated; an error names the result (`organic_results[2].title`)."""
+    results = []
+    for index, item in enumerate(_list(body, name)):
+        try:
+            results.append(model.model_validate(item))
+        except ValidationError as exc:
+            error = exc.errors(include_url=False, include_input=False)[0]
+            where = "".join(f".{part}" for part in error.get("loc", ()))
+            raise MalformedAnswer(f"{name}[{index}]{where}: {error.get('msg', 'invalid')}") from None
+    return results
+
+
 class _Linked(_Item):
     title: str
     link: str
@@ -135,7 +151,7 @@ class SerpApi(Api):
                 return []
             raise MalformedAnswer(f"an error in a 200 answer: {str(obj['error'])[:200]}")
         _object(obj, "search_metadata")
-        items = [_Linked.model_validate(item) for item in _list(obj, "organic_results")]
+        items = _items(_Linked, obj, "organic_results")
         return [web_hit(self.name, i, title=r.title, url=r.link, text=r.snippet) for i, r in enumerate(items, 1)]
 
 
@@ -157,7 +173,7 @@ class Tavily(Api):
         return httpx.Request("POST", f"{base_url}/search", json=body, headers={"Authorization": f"Bearer {key}"})
 
     def parse(self, body: Any, k: int) -> list[Hit]:
-        items = [_TavilyResult.model_validate(r) for r in _list(_object(body, "results"), "results")]
+        items = _items(_TavilyResult, _object(body, "results"), "results")
         return [web_hit(self.name, i, title=r.title, url=r.url, text=r.content, score=r.score)
                 for i, r in enumerate(items, 1)]
 
@@ -189,7 +205,7 @@ class Brave(Api):
         web = obj.get("web") or {}
         if not isinstance(web, dict):
             raise MalformedAnswer("'web' is not an object")
-        items = [_BraveResult.model_validate(r) for r in _list(web, "results")]
+        items = _items(_BraveResult, web, "results")
         return [web_hit(self.name, i, title=r.title, url=r.url, text=r.description) for i, r in enumerate(items, 1)]
 
     def auth_failed(self, status: int, body: Any) -> bool:
@@ -210,7 +226,7 @@ class Serper(Api):
 
     def parse(self, body: Any, k: int) -> list[Hit]:
         obj = _object(body, "searchParameters")
-        items = [_Linked.model_validate(r) for r in _list(obj, "organic")]
+        items = _items(_Linked, obj, "organic")
         return [web_hit(self.name, i, title=r.title, url=r.link, text=r.snippet) for i, r in enumerate(items, 1)]
 
 
@@ -232,7 +248,7 @@ class SearXNG(Api):
         return httpx.Request("GET", f"{base_url}/search", params={"q": query, "format": "json"}, headers=headers)
 
     def parse(self, body: Any, k: int) -> list[Hit]:
-        items = [_SearxResult.model_validate(r) for r in _list(_object(body, "results"), "results")]
+        items = _items(_SearxResult, _object(body, "results"), "results")
         return [web_hit(self.name, i, title=r.title, url=r.url, text=r.content, score=r.score)
                 for i, r in enumerate(items, 1)]
 
@@ -251,7 +267,7 @@ class GoogleCse(Api):
         obj = _object(body, "kind")
         if obj["kind"] != "customsearch#search":
             raise MalformedAnswer(f"kind {str(obj['kind'])[:40]!r}, not 'customsearch#search'")
-        items = [_Linked.model_validate(r) for r in _list(obj, "items")]  # left out when empty
+        items = _items(_Linked, obj, "items")  # left out when empty
         return [web_hit(self.name, i, title=r.title, url=r.link, text=r.snippet) for i, r in enumerate(items, 1)]
 
     def auth_failed(self, status: int, body: Any) -> bool:
@@ -280,7 +296,7 @@ class Exa(Api):
         return httpx.Request("POST", f"{base_url}/search", json=body, headers={"x-api-key": key or ""})
 
     def parse(self, body: Any, k: int) -> list[Hit]:
-        items = [_ExaResult.model_validate(r) for r in _list(_object(body, "results"), "results")]
+        items = _items(_ExaResult, _object(body, "results"), "results")
         return [web_hit(self.name, i, title=r.title or r.url, url=r.url,
                         text=r.text or " ".join(r.highlights or []), score=r.score) for i, r in enumerate(items, 1)]
 
