@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({502, 503, 504})
+MAX_WAIT_S = 4.0
+_BACKOFF = wait_exponential_jitter(initial=0.25, max=MAX_WAIT_S)
 # The loggers that may print a request URL (SerpAPI and Google take the key as a URL parameter).
 HTTP_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy")
 MAX_DETAIL_CHARS = 200
@@ -130,7 +132,8 @@ class UpstreamRetriever(Retriever):
                 self._filters.append((log, redact))
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 5.0)),
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"}, follow_redirects=True)
+            # No redirects: a header key (X-API-KEY, x-api-key) would follow one to whatever host it names.
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"}, follow_redirects=False)
         budget = f", budget {self.budget.limit}/day ({'shared' if self.budget.shared else 'this process'})" \
             if self.budget.limit is not None else ""
         logger.info("upstream %s at %s%s", self.name, self.where, budget)
@@ -179,10 +182,10 @@ class UpstreamRetriever(Retriever):
 
     @staticmethod
     def _wait(state: RetryCallState) -> float:
-        delay = wait_exponential_jitter(initial=0.25, max=4.0)(state)
+        delay = _BACKOFF(state)
         exc = state.outcome.exception() if state.outcome is not None else None
         if isinstance(exc, _Retryable) and exc.retry_after_s is not None:
-            delay = max(delay, min(exc.retry_after_s, 4.0))  # capped: the engine's deadline bounds the whole
+            delay = max(delay, min(exc.retry_after_s, MAX_WAIT_S))  # capped: ZS_TIMEOUT_S bounds the whole search
         return delay
 
     def _log_retry(self, state: RetryCallState, attempts: int) -> None:
