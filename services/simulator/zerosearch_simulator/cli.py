@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from zerosearch_simulator.settings import Settings
 
 command = typer.Typer(add_completion=False, help="Start the search simulator (FastAPI + uvicorn).")
 
@@ -52,13 +55,13 @@ def serve(
                 access_log=False)  # the middleware logs every request, with its id and route
 
 
-def _check_corpus(settings: object) -> None:
+def _check_corpus(settings: Settings) -> None:
     """A bad corpus stops `serve` before uvicorn starts: one line naming the file and line, exit status 2."""
     from zerosearch_core.corpus import CorpusError
     from zerosearch_simulator.backends.corpus import check_corpus
 
     try:
-        check_corpus(settings)  # type: ignore[arg-type]
+        check_corpus(settings)
     except CorpusError as exc:
         typer.echo(f"Error: corpus: {exc}", err=True)
         raise typer.Exit(2) from None
