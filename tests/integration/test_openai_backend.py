@@ -123,6 +123,32 @@ async def test_stop_strings_end_the_text(servers):
         await backend.shutdown()
 
 
+async def test_a_continuation_continues_the_assistant_message(servers):
+    backend = await started(make_backend([servers[0].url]))
+    try:
+        before = stats(servers[0])["continued"]
+        generation = await backend.generate(request(max_new_tokens=16, seed=2, continuation="Doc 1: The Moon"))
+        assert generation.continued and generation.text.strip()
+        assert not generation.text.lstrip().startswith("Doc 1:")  # only what follows the prefix
+        assert stats(servers[0])["continued"] == before + 1 and backend.continues
+    finally:
+        await backend.shutdown()
+
+
+async def test_a_server_that_refuses_continuations_gets_fresh_replies(servers):
+    httpx.post(servers[0].url + "/_faults", json={"refuse_continuation": True}).raise_for_status()
+    backend = await started(make_backend([servers[0].url]))
+    try:
+        generation = await backend.generate(request(max_new_tokens=16, seed=2, continuation="Doc 1: The Moon"))
+        assert not generation.continued and generation.text.strip()
+        assert not backend.continues  # not asked again
+        rejected = stats(servers[0])["rejected"]
+        again = await backend.generate(request(max_new_tokens=8, seed=3, continuation="Doc 1: The Moon"))
+        assert not again.continued and stats(servers[0])["rejected"] == rejected
+    finally:
+        await backend.shutdown()
+
+
 async def test_concurrent_generations_spread_over_servers(servers):
     before = [stats(s)["completions"] for s in servers]
     backend = await started(make_backend([s.url for s in servers]))
