@@ -125,3 +125,7 @@ class UpstreamResponseError(UpstreamError):
     """The upstream answered 2xx with a body that is not its API's shape (never cached)."""
 
     code = "upstream_bad_response"
+
+
+class CorpusError(ZeroSearchError):
+    """A corpus that cannot be read: the message names the file and, for a bad line, its number."""

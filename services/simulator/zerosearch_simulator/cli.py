@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from zerosearch_simulator.settings import Settings
 
 command = typer.Typer(add_completion=False, help="Start the search simulator (FastAPI + uvicorn).")
 
@@ -15,7 +18,12 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (env ZS_HOST; default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (env ZS_PORT; default 8000).")] = None,
     backend: Annotated[str | None, typer.Option(
-        help="transformers (CPU/GPU default), vllm, openai, or scripted (canned, for demos) (env ZS_BACKEND).")] = None,
+        help="transformers (CPU/GPU default), vllm, openai, scripted (canned, for demos); real engines: corpus "
+             "(BM25 over --corpus), upstream; hybrid (useful sets from the corpus, noisy from the model) "
+             "(env ZS_BACKEND).")] = None,
+    corpus: Annotated[str | None, typer.Option(
+        help="corpus/hybrid: a JSONL corpus ({id, contents} as Search-R1's wiki-18, or {id, title, text}); "
+             "default: the CIA World Factbook (env ZS_CORPUS).")] = None,
     model: Annotated[str | None, typer.Option(
         help="Local path or hub id; default: the bundled SmolLM2-135M-Instruct (env ZS_MODEL).")] = None,
     redis_url: Annotated[str | None, typer.Option(
@@ -36,8 +44,8 @@ def serve(
     from zerosearch_simulator.settings import Settings
 
     overrides = {"ZS_HOST": host, "ZS_PORT": port, "ZS_BACKEND": backend, "ZS_MODEL": model,
-                 "ZS_REDIS_URL": redis_url, "ZS_LOG_LEVEL": log_level, "ZS_UPSTREAM": upstream,
-                 "ZS_UPSTREAM_URL": upstream_url}
+                 "ZS_REDIS_URL": redis_url, "ZS_LOG_LEVEL": log_level, "ZS_CORPUS": corpus,
+                 "ZS_UPSTREAM": upstream, "ZS_UPSTREAM_URL": upstream_url}
     # Environment variables carry the options to every worker process.
     os.environ.update({k: str(v) for k, v in overrides.items() if v is not None})
     try:
@@ -46,6 +54,20 @@ def serve(
         errors = "; ".join(f"ZS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         raise typer.BadParameter(errors) from None
     log_config = configure_logging(settings.log_level)
+    if settings.backend in ("corpus", "hybrid"):
+        _check_corpus(settings)
     uvicorn.run("zerosearch_simulator.app:app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=workers, log_config=log_config, timeout_graceful_shutdown=int(settings.timeout_s) + 5,
                 access_log=False)  # the middleware logs every request, with its id and route
+
+
+def _check_corpus(settings: Settings) -> None:
+    """A bad corpus stops `serve` before uvicorn starts: one line naming the file and line, exit status 2."""
+    from zerosearch_core.corpus import CorpusError
+    from zerosearch_simulator.backends.corpus import check_corpus
+
+    try:
+        check_corpus(settings)
+    except CorpusError as exc:
+        typer.echo(f"Error: corpus: {exc}", err=True)
+        raise typer.Exit(2) from None

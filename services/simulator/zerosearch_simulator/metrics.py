@@ -52,7 +52,15 @@ class Metrics:
             "zerosearch_upstream_budget_refused",
             "Searches refused (429) because ZS_UPSTREAM_MAX_QUERIES was spent for the day.", ["upstream"],
             registry=r)
+        self.continuations = Counter(
+            "zerosearch_continuations", "Generations that continued a reply which stopped before k documents.",
+            registry=r)
+        self.label_checks = Counter("zerosearch_label_checks",
+                                    "Label verifications of generated sets, by label and result "
+                                    "(passed, repaired, failed).", ["label", "result"], registry=r)
         for result in ("hit", "miss"):
             self.cache_requests.labels(result=result)
         for label in ("useful", "noisy"):
             self.results.labels(label=label)
+            for check in ("passed", "repaired", "failed"):
+                self.label_checks.labels(label=label, result=check)
