@@ -145,6 +145,32 @@ def test_each_upstream_answers_as_real_documents(api: str, upstream: ServeProces
     assert body["text"].startswith("Doc 1: " + direct[0]["snippet"])
 
 
+@pytest.fixture(scope="module")
+def corpus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """A real retriever (`--backend corpus`, bm25s over a few passages) as a Search-R1 /retrieve upstream."""
+    folder = tmp_path_factory.mktemp("zs-upstream-corpus")
+    passages = [("kenya-capital", "Kenya", "Nairobi is the capital and largest city of Kenya."),
+                ("peru-capital", "Peru", "Lima is the capital of Peru, on the Pacific coast."),
+                ("nile", "Nile", "The Nile flows north through eleven countries into the Mediterranean.")]
+    corpus = folder / "passages.jsonl"
+    corpus.write_text("".join(json.dumps({"id": i, "title": t, "text": x}) + "\n" for i, t, x in passages))
+    server = ServeProcess("--backend", "corpus", "--corpus", str(corpus),
+                          env={"ZS_CACHE_DIR": str(folder), "ZS_LOG_LEVEL": "warning"}, drop_env=("ZS_REDIS_URL",),
+                          startup_s=180, log_prefix="zs-upstream-corpus")
+    yield server
+    server.stop()
+
+
+def test_a_search_r1_retriever_upstream_keeps_passage_ids_and_titles(corpus_server: ServeProcess) -> None:
+    with front("retrieve", corpus_server.url, key=None) as base:
+        r = search(base, "capital of kenya", k=2)
+    assert r.status_code == 200, r.text
+    top = r.json()["documents"][0]
+    assert (top["id"], top["title"], top["source"]) == ("kenya-capital", "Kenya", "real")
+    assert "Nairobi" in top["snippet"]
+    assert upstream_calls(corpus_server, "/retrieve") == 1
+
+
 def test_dialects_of_the_front_serve_upstream_results(upstream: ServeProcess) -> None:
     """The front's own dialects answer from the upstream too (here: Tavily's API in front of Brave's)."""
     with front("brave", upstream.url) as base:
