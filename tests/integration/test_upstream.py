@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
@@ -29,6 +30,7 @@ from zerosearch_simulator.settings import Settings
 
 KEY = "sk-upstream-7f3a9c2e51"  # what the upstream accepts; must never show on the front's side
 WRONG_KEY = "sk-wrong-0b8d4e6a93"
+ODD_KEY = "sk+up/str=eam&c8e1"  # a key that URL-encoding changes: its encoded form must not leak either
 APIS = ("serpapi", "tavily", "brave", "serper", "searxng", "google_cse", "exa", "retrieve")
 KEYED_APIS = ("serpapi", "tavily", "brave", "serper", "google_cse", "exa")
 # The upstream's route for each API (its requests counter is how a test sees what reached it).
@@ -46,7 +48,7 @@ def metric(url: str, name: str, must_contain: str = "") -> float:
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ServeProcess]:
     """The 'real API': a scripted simulator that checks keys as each API does."""
-    server = ServeProcess("--backend", "scripted", env={"ZS_LOG_LEVEL": "warning", "ZS_API_KEYS": KEY},
+    server = ServeProcess("--backend", "scripted", env={"ZS_LOG_LEVEL": "warning", "ZS_API_KEYS": f"{KEY},{ODD_KEY}"},
                           drop_env=("ZS_REDIS_URL",), log_prefix="zs-upstream")
     yield server
     server.stop()
@@ -313,10 +315,12 @@ def test_the_key_is_never_in_logs_errors_responses_or_metrics(upstream: ServePro
                                                                caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     seen: list[str] = []
-    for api, url in (("serpapi", upstream.url), ("google_cse", upstream.url), ("serpapi", misbehaving + "/echo"),
-                     ("serpapi", misbehaving + "/garbage"), ("serpapi", misbehaving + "/ratelimited"),
-                     ("serpapi", f"http://127.0.0.1:{free_port()}")):
-        with front(api, url, upstream_retries=1) as base:
+    for api, url, key in (("serpapi", upstream.url, KEY), ("google_cse", upstream.url, KEY),
+                          ("serpapi", upstream.url, ODD_KEY), ("serpapi", misbehaving + "/echo", KEY),
+                          ("serpapi", misbehaving + "/echo", ODD_KEY), ("serpapi", misbehaving + "/garbage", KEY),
+                          ("serpapi", misbehaving + "/ratelimited", KEY),
+                          ("serpapi", f"http://127.0.0.1:{free_port()}", KEY)):
+        with front(api, url, key=key, upstream_retries=1) as base:
             for r in (search(base, "secret test"), httpx.get(base + "/search.json", params={"q": "secret"}),
                       httpx.post(base + "/v1/search/batch", json={"requests": [{"query": "secret b"}]}),
                       httpx.get(base + "/metrics"), httpx.get(base + "/readyz")):
@@ -326,7 +330,10 @@ def test_the_key_is_never_in_logs_errors_responses_or_metrics(upstream: ServePro
     assert any("api_key=***" in s for s in seen)  # ...and the front masked the key in it
     assert any("HTTP Request: GET" in r.getMessage() for r in caplog.records)  # httpx logs each URL...
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert KEY not in logged and KEY not in "\n".join(seen)  # ...without the key
+    everything = logged + "\n".join(seen)
+    assert sum("api_key=***" in r.getMessage() for r in caplog.records) >= 3  # both keys' request lines, masked
+    for secret in (KEY, ODD_KEY, quote(ODD_KEY, safe=""), quote_plus(ODD_KEY), str(httpx.QueryParams(k=ODD_KEY))[2:]):
+        assert secret not in everything  # ...without the key, in any form
 
 
 @pytest.fixture(scope="module")

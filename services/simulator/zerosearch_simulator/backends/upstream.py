@@ -23,7 +23,7 @@ import hashlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -65,24 +65,38 @@ class _Retryable(Exception):
         self.retry_after_s = retry_after_s
 
 
-class _Redact(logging.Filter):
-    """Replaces a secret in every record of the logger it is attached to."""
+def secret_forms(secret: str | None) -> tuple[str, ...]:
+    """The key as it may appear in text: raw, and URL-encoded as in a logged request URL."""
+    if not secret:
+        return ()
+    in_query = str(httpx.QueryParams({"k": secret}))[2:]  # exactly as httpx writes it into a URL
+    return tuple(dict.fromkeys((secret, in_query, quote(secret, safe=""), quote_plus(secret))))
 
-    def __init__(self, secret: str) -> None:
+
+def mask(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+class _Redact(logging.Filter):
+    """Masks the key in every record of the logger it is attached to."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
         super().__init__()
-        self.secret = secret
+        self.secrets = secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if self.secret in message:
-            record.msg, record.args = message.replace(self.secret, "***"), None
+        masked = mask(message, self.secrets)
+        if masked != message:
+            record.msg, record.args = masked, None
         return True
 
 
-def _detail(response: httpx.Response, secret: str | None) -> str:
+def _detail(response: httpx.Response, secrets: tuple[str, ...]) -> str:
     """A short, key-free excerpt of an error answer for the message."""
-    text = " ".join(response.text.split())[:MAX_DETAIL_CHARS]
-    return text.replace(secret, "***") if secret else text
+    return mask(" ".join(response.text.split()), secrets)[:MAX_DETAIL_CHARS]
 
 
 class UpstreamRetriever(Retriever):
@@ -104,6 +118,7 @@ class UpstreamRetriever(Retriever):
             engine = "#" + hashlib.sha256(settings.upstream_cx.encode("utf-8")).hexdigest()[:8]
         self.model_id = f"upstream:{self.name}@{self.where}{engine}"
         self._key = settings.upstream_key.get_secret_value() if settings.upstream_key is not None else None
+        self._secrets = secret_forms(self._key)
         self._cx = settings.upstream_cx
         self.timeout_s = settings.upstream_timeout_s
         self.retries = settings.upstream_retries
@@ -125,9 +140,9 @@ class UpstreamRetriever(Retriever):
         metrics.upstream_budget_refused.labels(upstream=self.name)
 
     async def start(self) -> None:
-        if self._key:
+        if self._secrets:
             for name in HTTP_LOGGERS:
-                log, redact = logging.getLogger(name), _Redact(self._key)
+                log, redact = logging.getLogger(name), _Redact(self._secrets)
                 log.addFilter(redact)
                 self._filters.append((log, redact))
         self._http = httpx.AsyncClient(
@@ -232,12 +247,12 @@ class UpstreamRetriever(Retriever):
                 hits = self.api.read(body, k)
             except MalformedAnswer as exc:
                 self._count("malformed", status, seconds)
-                message = str(exc).replace(self._key, "***") if self._key else str(exc)
+                message = mask(str(exc), self._secrets)
                 raise UpstreamResponseError(f"{where} answered HTTP {status} with a body that is not a {self.name} "
                                             f"answer: {message}", upstream=self.name, upstream_status=status) from None
             self._count("ok", status, seconds)
             return hits
-        detail = _detail(response, self._key)
+        detail = _detail(response, self._secrets)
         if self.api.auth_failed(status, body):
             self._count("auth_error", status, seconds)
             hint = " (a SearXNG instance answers 403 when its json format is off: add it to search.formats)" \
