@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -37,9 +39,56 @@ def serve(
     try:
         settings = Settings()
     except ValidationError as exc:
-        errors = "; ".join(f"ZS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        raise typer.BadParameter(errors) from None
+        _fail("; ".join(_describe(e) for e in exc.errors()))
+    if problem := preflight_problem(settings):
+        _fail(problem)
+    if settings.redis_url and (reason := redis_unreachable(settings.redis_url)):
+        typer.echo(f"warning: Redis at {settings.redis_url} does not answer ({reason}): starting degraded, "
+                   "answering uncached; the cache is used as soon as Redis answers.", err=True)
     log_config = configure_logging(settings.log_level)
     uvicorn.run("zerosearch_simulator.app:app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=workers, log_config=log_config, timeout_graceful_shutdown=int(settings.timeout_s) + 5,
                 access_log=False)  # the middleware logs every request, with its id and route
+
+
+def _fail(message: str) -> NoReturn:
+    """A user mistake at start-up: one line on stderr, exit 2, no traceback."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _describe(error: dict) -> str:
+    names = [str(part) for part in error.get("loc", ())]
+    name = f"ZS_{'_'.join(names).upper()}" if names else "ZS_* settings"
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if error.get("type") == "value_error" or not names:
+        return message
+    return f"{name}={error.get('input')!r}: {message}"
+
+
+def preflight_problem(settings: Any) -> str | None:
+    """What would stop the backend from starting and can be seen without loading anything, else None."""
+    model_backend = settings.hybrid_backend if settings.backend == "hybrid" else settings.backend
+    if model_backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        return ("ZS_BACKEND=vllm needs vLLM, which is not installed here: run `make setup-vllm` and start "
+                "`.venv-vllm/bin/zerosearch serve --backend vllm`, or `pip install vllm` on a GPU host")
+    name = settings.model
+    if model_backend in ("transformers", "vllm") and name and name.startswith(("/", "./", "../", "~")):
+        if not Path(name).expanduser().exists():
+            return f"ZS_MODEL={name!r}: no such directory or .gguf file (unset it for the bundled model)"
+    return None
+
+
+def redis_unreachable(url: str) -> str | None:
+    """Why Redis at `url` does not answer a PING within a second, else None."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None

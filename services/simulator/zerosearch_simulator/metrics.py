@@ -31,6 +31,8 @@ class Metrics:
         self.results = Counter("zerosearch_results", "Result sets returned, by label.", ["label"], registry=r)
         self.backend_errors = Counter("zerosearch_backend_errors", "Failed generations.", registry=r)
         self.cache_errors = Counter("zerosearch_cache_errors", "Failed cache (Redis) operations.", registry=r)
+        self.rate_limited = Counter("zerosearch_rate_limited", "Requests refused with 429 by ZS_RATE_LIMIT.",
+                                    registry=r)
         for result in ("hit", "miss"):
             self.cache_requests.labels(result=result)
         for label in ("useful", "noisy"):
