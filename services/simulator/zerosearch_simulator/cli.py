@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -46,9 +47,17 @@ def serve(
         typer.echo(f"warning: Redis at {settings.redis_url} does not answer ({reason}): starting degraded, "
                    "answering uncached; the cache is used as soon as Redis answers.", err=True)
     log_config = configure_logging(settings.log_level)
+    # uvicorn finishes the requests in flight on SIGTERM, then raises the signal again so that the process ends
+    # "killed by SIGTERM" (status -15). A stop that was asked for (docker stop, Kubernetes) and went cleanly
+    # is a success: exit 0. (Installed before uvicorn's own handler, which restores it when it is done.)
+    signal.signal(signal.SIGTERM, _stopped)
     uvicorn.run("zerosearch_simulator.app:app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=workers, log_config=log_config, timeout_graceful_shutdown=int(settings.timeout_s) + 5,
                 access_log=False)  # the middleware logs every request, with its id and route
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def _fail(message: str) -> NoReturn:
