@@ -159,6 +159,13 @@ def query_text(value: Any, *, name: str) -> str:
     return value
 
 
+def documented_query(**params: str) -> dict[str, Any]:
+    """`openapi_extra` declaring query parameters a dialect reads by hand (name=JSON type), for /docs and for
+    the schema fuzzing; none is required, so a client that sends none still matches the schema."""
+    return {"parameters": [{"name": name, "in": "query", "required": False, "schema": {"type": kind}}
+                           for name, kind in params.items()]}
+
+
 # --- batches ------------------------------------------------------------------------------------------
 
 
