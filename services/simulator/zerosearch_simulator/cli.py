@@ -10,6 +10,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+KEEP_ALIVE_S = 65
+
 command = typer.Typer(add_completion=False, help="Start the search simulator (FastAPI + uvicorn).")
 
 
@@ -53,6 +55,10 @@ def serve(
     signal.signal(signal.SIGTERM, _stopped)
     uvicorn.run("zerosearch_simulator.app:app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=workers, log_config=log_config, timeout_graceful_shutdown=int(settings.timeout_s) + 5,
+                # Longer than a proxy's idle timeout (nginx here: 50 s), so the proxy, not the server, closes an
+                # idle kept-alive connection, and a request sent on it never races the close (uvicorn's 5 s
+                # default did: a reset connection now and then under steady load).
+                timeout_keep_alive=KEEP_ALIVE_S,
                 access_log=False)  # the middleware logs every request, with its id and route
 
 
