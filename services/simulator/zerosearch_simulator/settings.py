@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     max_queue: int = Field(256, ge=1, description="Most generations waiting or running; beyond: 503 + Retry-After.")
     timeout_s: float = Field(120.0, gt=0.0, description="Deadline of one search's generation (504 after).")
     openai_base_urls: str | None = Field(None, description="Comma-separated base URLs for the openai backend.")
+    scripted_delay_s: float = Field(0.0, ge=0.0, le=3600.0, description=(
+        "ZS_BACKEND=scripted: seconds each canned generation takes (stands in for a model in load and fault tests)."))
 
     # vllm backend (ZS_BACKEND=vllm)
     vllm_tensor_parallel_size: int = Field(1, ge=1, description="GPUs one vLLM engine spans (tensor parallel).")
@@ -127,6 +129,16 @@ class Settings(BaseSettings):
         if value == 1.0:
             raise ValueError("ZS_CURRICULUM_BASE must not be 1 (the schedule divides by base - 1)")
         return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        from zerosearch_simulator.ratelimit import parse_rate
+
+        if value is not None and value.strip():
+            parse_rate(value)  # raises ValueError saying what a rate looks like
+            return value.strip()
+        return None
 
     @model_validator(mode="after")
     def _openai_needs_urls(self) -> Settings:
