@@ -17,7 +17,8 @@ def serve(
     backend: Annotated[str | None, typer.Option(
         help="transformers (CPU/GPU default), vllm, openai, or scripted (canned, for demos) (env ZS_BACKEND).")] = None,
     model: Annotated[str | None, typer.Option(
-        help="Local path or hub id; default: the bundled SmolLM2-135M-Instruct (env ZS_MODEL).")] = None,
+        help="Local checkpoint, adapter directory (zerosearch tune-sim) or hub id; default: the bundled "
+             "SmolLM2-135M-Instruct with the shipped tuned adapter; bundled-base: untuned (env ZS_MODEL).")] = None,
     redis_url: Annotated[str | None, typer.Option(
         help="Redis URL for a cache shared by replicas; default: in-process cache (env ZS_REDIS_URL).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes (each loads the model).")] = 1,
@@ -40,6 +41,23 @@ def serve(
         errors = "; ".join(f"ZS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         raise typer.BadParameter(errors) from None
     log_config = configure_logging(settings.log_level)
+    _prepare_model(settings)
     uvicorn.run("zerosearch_simulator.app:app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=workers, log_config=log_config, timeout_graceful_shutdown=int(settings.timeout_s) + 5,
                 access_log=False)  # the middleware logs every request, with its id and route
+
+
+def _prepare_model(settings) -> None:
+    """Resolve the model before the workers start: a GGUF is converted and an adapter merged once, here, and a
+    missing or corrupt model stops the start with one line instead of a traceback per worker."""
+    model_backend = settings.hybrid_backend if settings.backend == "hybrid" else settings.backend
+    if model_backend not in ("transformers", "vllm"):
+        return
+    from zerosearch_core.models import ModelUnavailableError, resolve_model
+    from zerosearch_simulator.tuned import simulator_model
+
+    try:
+        resolve_model(simulator_model(settings.model))
+    except ModelUnavailableError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(1) from None
