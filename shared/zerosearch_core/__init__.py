@@ -22,7 +22,7 @@ from zerosearch_core.schemas import (
     SearchRequest,
     SearchResponse,
 )
-from zerosearch_core.scoring import exact_match, f1_score, normalize_answer, sub_exact_match
+from zerosearch_core.scoring import contains_answer, exact_match, f1_score, normalize_answer, sub_exact_match
 
 __all__ = [
     "BackendError",
@@ -38,6 +38,7 @@ __all__ = [
     "SearchResponse",
     "SearchUnavailableError",
     "ZeroSearchError",
+    "contains_answer",
     "exact_match",
     "f1_score",
     "is_noisy",

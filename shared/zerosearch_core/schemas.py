@@ -23,6 +23,8 @@ Mode = Literal["sft", "prompt"]
 Label = Literal["useful", "noisy"]
 #: Where a document comes from: written by the simulator's model, or found by a real engine (corpus, upstream API).
 Source = Literal["simulated", "real"]
+#: The label check of a set when gold answers were sent (see `SearchResponse.verification`).
+Verification = Literal["passed", "repaired", "failed", "skipped"]
 
 
 def _clean_text(value: str, *, what: str, allow_empty: bool = False) -> str:
@@ -98,6 +100,9 @@ class Document(BaseModel):
                                      "returns what it found for the query, and does not take the noise curriculum.")
     source: Source = Field("simulated", description="'simulated' (written by the model) or 'real' (found by a "
                                                     "real engine: the corpus or an upstream search API).")
+    has_answer: bool | None = Field(None, description=(
+        "Whether the snippet contains a normalised gold answer (whole words); null when no answers were sent "
+        "or the set came from a real engine."))
 
 
 class SearchResponse(BaseModel):
@@ -110,6 +115,13 @@ class SearchResponse(BaseModel):
     model: str
     latency_ms: float
     text: str = Field(description="The documents rendered as the paper's `Doc i: ...` lines.")
+    verification: Verification | None = Field(None, description=(
+        "The label check when gold answers were sent: 'passed' (a useful set contains an answer, a noisy set "
+        "none), 'repaired' (after regenerating violating documents), 'failed' (still violated after "
+        "ZS_LABEL_RETRIES), 'skipped' (ZS_VERIFY_LABELS off, or a real engine's set); null without answers."))
+    continued: int = Field(0, ge=0, description=(
+        "Generations that continued the model's reply after it stopped before k documents."))
+    regenerated: int = Field(0, ge=0, description="One-document generations the label check spent.")
 
 
 class ErrorDetail(BaseModel):

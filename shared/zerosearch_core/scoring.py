@@ -64,3 +64,10 @@ def f1_score(prediction: str | None, golden: str | Iterable[str] | None) -> floa
         recall = overlap / len(gold_tokens)
         best = max(best, 2 * precision * recall / (precision + recall))
     return best
+
+
+def contains_answer(text: str | None, golden: str | Iterable[str] | None) -> bool:
+    """True if any normalised golden answer occurs in the normalised text as whole words (so "7" is not found
+    in "1970"): the useful/noisy rule of label verification and of the fidelity measures."""
+    haystack = f" {normalize_answer(text)} "
+    return any((g := normalize_answer(a)) and f" {g} " in haystack for a in _answers(golden))

@@ -37,7 +37,7 @@ def test_cache_key_covers_what_changes_the_text_and_nothing_else():
     assert cache_key(**base | {"query": "  who   WROTE hamlet "}) == key  # normalised query
     for field, other in [("model", "m2"), ("mode", "prompt"), ("template_version", "v2"), ("label", "noisy"),
                          ("query", "who wrote macbeth"), ("question", "q2"), ("answers", ["b"]), ("k", 3),
-                         ("seed", 1)]:
+                         ("seed", 1), ("verify", 2)]:
         assert cache_key(**base | {field: other}) != key, field
 
 
@@ -87,14 +87,15 @@ async def test_step_uses_server_curriculum_and_state_applies_without_either(api)
     assert (await api.get("/v1/curriculum")).json()["total_steps"] == 10
 
 
-async def test_fewer_documents_retries_once_then_flags_partial():
+async def test_without_the_structure_enforced_a_short_reply_is_retried_whole():
     backend = ScriptedBackend(documents=2)
     app, _ = make_client(backend)
     async with app.router.lifespan_context(app):
+        app.state.engine.enforce_structure = False
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as client:
             body = (await client.post("/v1/search", json={"query": "q", "k": 4})).json()
-    assert len(backend.calls) == 2  # one retry
-    assert body["partial"] and len(body["documents"]) == 2
+    assert len(backend.calls) == 2 and not backend.calls[1].continuation  # one retry, from scratch
+    assert body["partial"] and len(body["documents"]) == 2 and body["continued"] == 0
 
 
 async def test_garbage_text_is_not_a_server_error():
@@ -193,18 +194,21 @@ async def test_batch_item_failure_is_an_error_item():
     assert r.json()["results"][0]["error"]["code"] == "backend_error"
 
 
-async def test_retry_samples_even_when_greedy():
-    backend = ScriptedBackend(documents=1)
+async def test_a_continuation_that_adds_nothing_samples_even_when_greedy():
+    backend = ScriptedBackend(reply="no")
     app, _ = make_client(backend, temperature=0.0)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as client:
             await client.post("/v1/search", json={"query": "q", "k": 3})
-    assert [c.temperature for c in backend.calls] == [0.0, 0.7]
+    assert [c.temperature for c in backend.calls[:3]] == [0.0, 0.7, 0.7]  # the first round added nothing
     assert backend.calls[1].seed == backend.calls[0].seed + 1
+    assert len(backend.calls) == 4  # k + 1 rounds at most
 
 
 @pytest.mark.parametrize("body", [{"query": "Who wrote  Hamlet?", "noise": 0.3, "seed": 11, "k": 3},
-                                  {"query": "who wrote hamlet?", "noise": 1.0, "question": "q", "answers": ["a"]}])
+                                  {"query": "who wrote hamlet?", "noise": 1.0, "question": "q", "answers": ["a"]},
+                                  {"query": "who wrote hamlet? [leak]", "noise": 1.0, "answers": ["Shakespeare"]},
+                                  {"query": "who wrote hamlet? [short 2]", "noise": 0.0, "answers": ["Shakespeare"]}])
 async def test_native_json_path_matches_the_model_path(api, body):
     """/v1/search serialises the cached value directly; dialects read SearchResponse: both must agree."""
     from zerosearch_core.schemas import SearchRequest, SearchResponse

@@ -18,9 +18,10 @@ import pydantic_core
 from zerosearch_core.curriculum import is_noisy
 from zerosearch_core.errors import BackendError, GenerationTimeoutError, QueueFullError, ZeroSearchError
 from zerosearch_core.protocol import render_paper
-from zerosearch_core.schemas import Document, Label, SearchRequest, SearchResponse
+from zerosearch_core.schemas import Document, Label, SearchRequest, SearchResponse, Verification
+from zerosearch_core.scoring import contains_answer
 from zerosearch_simulator import parsing, prompts
-from zerosearch_simulator.backends.base import Backend, GenerationRequest, Hit, Retriever
+from zerosearch_simulator.backends.base import Backend, Generation, GenerationRequest, Hit, Retriever
 from zerosearch_simulator.cache import Cache
 from zerosearch_simulator.curriculum import CurriculumStore, noise_at
 from zerosearch_simulator.metrics import Metrics
@@ -28,10 +29,13 @@ from zerosearch_simulator.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# One retry when the model writes fewer than k usable documents, then return what there is.
+# Without the structure enforced: one retry when the model writes fewer than k usable documents.
 GENERATION_ATTEMPTS = 2
 MIN_NEW_TOKENS = 48
+# Fewer tokens than this left in the budget cannot hold another document: the set stays short (`partial`).
+MIN_CONTINUE_TOKENS = 24
 RETRY_TEMPERATURE = 0.7
+MAX_SEED = 2**63
 
 
 def normalize_query(query: str) -> str:
@@ -39,10 +43,11 @@ def normalize_query(query: str) -> str:
 
 
 def cache_key(*, model: str, mode: str, template_version: str, label: Label, query: str,
-              question: str | None, answers: list[str] | None, k: int, seed: int) -> str:
-    """Everything that changes the generated text, and nothing else."""
+              question: str | None, answers: list[str] | None, k: int, seed: int, verify: int | None = None) -> str:
+    """Everything that changes the generated text, and nothing else (`verify`: the label retries, None: off)."""
     # A JSON list in a fixed order (json's fast path; sort_keys would take its slow one).
-    fields = [model, mode, template_version, label, normalize_query(query), question, answers, k, seed]
+    fields = [model, mode, template_version, label, normalize_query(query), question, answers, k, seed,
+              verify if answers else None]
     return hashlib.sha256(json.dumps(fields).encode("utf-8")).hexdigest()
 
 
@@ -53,14 +58,22 @@ def real_cache_key(*, engine: str, query: str, k: int) -> str:
 
 
 @dataclass(slots=True)
+class _Written:
+    snippets: list[str]
+    continued: int  # rounds that continued a reply which stopped before k documents
+
+
+@dataclass(slots=True)
 class _Found:
     """A cached or generated value, with the per-request facts the response adds to it."""
 
-    value: bytes  # the JSON of {"documents": [...], "partial": bool, "text": str}
+    value: bytes  # the JSON of {"documents": [...], "partial", "text", "continued", "regenerated"[, "verification"]}
     noise: float
     noisy: bool
     cached: bool
     started: float
+    # A real engine's set is cached once for every question and answer: whether it was checked is per request.
+    extra: dict[str, Any]
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
@@ -73,7 +86,7 @@ class SearchEngine:
     useful sets are real, noisy ones are written by the model."""
 
     def __init__(self, *, settings: Settings, backend: Backend | None, cache: Cache, curriculum: CurriculumStore,
-                 metrics: Metrics, retriever: Retriever | None = None) -> None:
+                 metrics: Metrics, retriever: Retriever | None = None, enforce_structure: bool = True) -> None:
         if backend is None and retriever is None:
             raise ValueError("the engine needs a generation backend, a retriever, or both")
         self.settings = settings
@@ -82,6 +95,8 @@ class SearchEngine:
         self.cache = cache
         self.curriculum = curriculum
         self.metrics = metrics
+        #: Continue replies that stop before k documents (off only to measure what it changes).
+        self.enforce_structure = enforce_structure
         self._pending = 0  # generations waiting or running (bounded by ZS_MAX_QUEUE)
         self._results = {label: metrics.results.labels(label=label) for label in ("useful", "noisy")}
 
@@ -117,26 +132,32 @@ class SearchEngine:
         found = await self._lookup(request)
         value = pydantic_core.from_json(found.value)
         # The values were validated when they were generated: construct without validating again.
+        value = found.extra | value
         return SearchResponse.model_construct(
             query=request.query, documents=[Document.model_construct(**d) for d in value["documents"]],
             noisy=found.noisy, noise=found.noise, cached=found.cached, partial=value["partial"],
-            model=self.model_id, latency_ms=found.latency_ms(), text=value["text"])
+            model=self.model_id, latency_ms=found.latency_ms(), text=value["text"],
+            verification=value.get("verification"), continued=value.get("continued", 0),
+            regenerated=value.get("regenerated", 0))
 
     async def search_json(self, request: SearchRequest) -> bytes:
         """The same answer as `search`, as JSON bytes: the native API's cache-hit path, where building six models
         and serialising them was most of the cost. The per-request fields are serialised, and the cached
-        JSON object (documents, partial, text) is spliced in as it is; a test checks both paths agree."""
+        JSON object (documents, partial, text, ...) is spliced in as it is; a test checks both paths agree."""
         found = await self._lookup(request)
         head = pydantic_core.to_json({"query": request.query, "noisy": found.noisy, "noise": found.noise,
                                       "cached": found.cached, "model": self.model_id,
-                                      "latency_ms": found.latency_ms()})
+                                      "latency_ms": found.latency_ms()} | found.extra)
         return head[:-1] + b"," + found.value[1:]
 
     async def _lookup(self, request: SearchRequest) -> _Found:
         started = time.perf_counter()
         noise, noisy, seed = await self.decide(request)
         label: Label = "noisy" if noisy else "useful"
+        extra: dict[str, Any] = {}
         if label == "useful" and self.retriever is not None:
+            # Not verified: a real engine's results are what it found, answer or not.
+            extra = {"verification": "skipped" if request.answers else None}
             key = real_cache_key(engine=self.retriever.model_id, query=request.query, k=request.k)
 
             async def generate() -> bytes:
@@ -145,7 +166,8 @@ class SearchEngine:
             template = prompts.load_template(request.mode)
             key = cache_key(model=self._backend.model_id, mode=request.mode, template_version=template.version,
                             label=label, query=request.query, question=request.question, answers=request.answers,
-                            k=request.k, seed=seed)
+                            k=request.k, seed=seed,
+                            verify=self.settings.label_retries if self.settings.verify_labels else None)
 
             async def generate() -> bytes:
                 return pydantic_core.to_json(await self._generate(request, label, seed))
@@ -155,7 +177,7 @@ class SearchEngine:
         else:
             value, cached = await generate(), False
         self._results[label].inc()
-        return _Found(value=value, noise=noise, noisy=noisy, cached=cached, started=started)
+        return _Found(value=value, noise=noise, noisy=noisy, cached=cached, started=started, extra=extra)
 
     async def search_many(self, requests: list[SearchRequest]) -> list[SearchResponse | ZeroSearchError]:
         """Many searches, concurrently but at most a quarter of ZS_MAX_QUEUE at a time, so that one large batch
@@ -196,34 +218,138 @@ class SearchEngine:
             raise BackendError(f"search failed: {type(exc).__name__}: {exc}") from exc
         documents = [_real_document(hit) for hit in hits[: request.k]]
         return {"documents": [d.model_dump() for d in documents], "partial": len(documents) < request.k,
-                "text": render_paper(documents)}
+                "text": render_paper(documents), "continued": 0, "regenerated": 0}
 
     async def _generate(self, request: SearchRequest, label: Label, seed: int) -> dict[str, Any]:
         messages = prompts.build_messages(request.mode, label=label, query=request.query,
                                           question=request.question, answers=request.answers, k=request.k)
-        # ZS_MAX_NEW_TOKENS is the budget for five documents; other counts get a proportional share (the stop
-        # string `Doc {k+1}:` ends most generations earlier anyway).
-        budget = max(MIN_NEW_TOKENS, self.settings.max_new_tokens * request.k // 5)
+        written = await self._write(messages, k=request.k, seed=seed)
+        snippets, verification, regenerated = written.snippets, None, 0
+        if request.answers:
+            if self.settings.verify_labels:
+                snippets, verification, regenerated = await self._verify(snippets, request, label, seed)
+            else:
+                verification = "skipped"
+        documents = parsing.to_documents(snippets, query=request.query, label=label)
+        if request.answers:
+            documents = [d.model_copy(update={"has_answer": contains_answer(d.snippet, request.answers)})
+                         for d in documents]
+        # The cached value: everything about the answer that does not depend on the request.
+        return {"documents": [d.model_dump() for d in documents], "partial": len(documents) < request.k,
+                "text": render_paper(documents), "verification": verification,
+                "continued": written.continued, "regenerated": regenerated}
+
+    async def _write(self, messages: tuple[dict[str, str], ...], *, k: int, seed: int) -> _Written:
+        """Up to k snippets from the model, within the generation budget.
+
+        With the structure enforced (the default), a reply that ends before k documents is continued: what was
+        written, cleaned and numbered, is given back as the assistant's text with the next marker `Doc {n+1}:`
+        appended, and the model writes on from there with the tokens left. The stop string `Doc {k+1}:` ends a
+        reply that runs past k. A set is short (`partial`) only when the budget runs out first. Without it, a
+        short reply is retried whole once and whatever the better attempt wrote is returned."""
+        # ZS_MAX_NEW_TOKENS is the budget for five documents; other counts get a proportional share.
+        budget = max(MIN_NEW_TOKENS, self.settings.max_new_tokens * k // 5)
+        stop = (parsing.marker(k + 1),)
+        if not self.enforce_structure:
+            return await self._write_with_retries(messages, k=k, seed=seed, budget=budget, stop=stop)
         snippets: list[str] = []
+        left = budget
+        temperature = self.settings.temperature
+        rounds = 0
+        # Each round adds a document or has its sampling changed: k + 1 rounds bound a model that keeps stopping.
+        for rounds in range(k + 1):
+            continuation = ""
+            if rounds:
+                so_far = render_paper(parsing.to_documents(snippets, query="", label="useful"))
+                continuation = (so_far + "\n" if so_far else "") + parsing.marker(len(snippets) + 1)
+            generation = await self._run_backend(GenerationRequest(
+                messages=messages, max_new_tokens=left, temperature=temperature, top_p=self.settings.top_p,
+                seed=seed + rounds, stop=stop, continuation=continuation))
+            left -= max(1, generation.completion_tokens)
+            text = generation.text
+            if continuation and generation.continued:
+                text = parsing.marker(len(snippets) + 1) + text
+            before = len(snippets)
+            snippets = parsing.merge_snippets(snippets, parsing.split_snippets(text, k), k)
+            if len(snippets) >= k or left < MIN_CONTINUE_TOKENS:
+                break
+            if len(snippets) == before and temperature == 0:
+                temperature = RETRY_TEMPERATURE  # greedy decoding would stop at the same place again
+            logger.info("model wrote %d of %d documents; continuing from %s", len(snippets), k,
+                        parsing.marker(len(snippets) + 1))
+        if rounds:
+            self.metrics.continuations.inc(rounds)
+        return _Written(snippets, continued=rounds)
+
+    async def _write_with_retries(self, messages: tuple[dict[str, str], ...], *, k: int, seed: int, budget: int,
+                                  stop: tuple[str, ...]) -> _Written:
+        """The structure not enforced: one retry of the whole reply when it is short (for comparison)."""
+        best: list[str] = []
         for attempt in range(GENERATION_ATTEMPTS):
             # Greedy decoding would write the same text again: the retry samples.
             temperature = self.settings.temperature
             if attempt > 0 and temperature == 0:
                 temperature = RETRY_TEMPERATURE
-            generation_request = GenerationRequest(
-                messages=messages, max_new_tokens=budget, temperature=temperature,
-                top_p=self.settings.top_p, seed=seed + attempt, stop=(f"Doc {request.k + 1}:",))
-            text = await self._run_backend(generation_request)
-            snippets = parsing.split_snippets(text, request.k)
-            if len(snippets) >= request.k:
+            generation = await self._run_backend(GenerationRequest(
+                messages=messages, max_new_tokens=budget, temperature=temperature, top_p=self.settings.top_p,
+                seed=seed + attempt, stop=stop))
+            snippets = parsing.split_snippets(generation.text, k)
+            best = max(best, snippets, key=len)
+            if len(snippets) >= k:
                 break
-            logger.info("model wrote %d of %d usable documents (attempt %d)", len(snippets), request.k, attempt + 1)
-        documents = parsing.to_documents(snippets, query=request.query, label=label)
-        # The cached value: everything about the answer that does not depend on the request.
-        return {"documents": [d.model_dump() for d in documents], "partial": len(documents) < request.k,
-                "text": render_paper(documents)}
+            logger.info("model wrote %d of %d usable documents (attempt %d)", len(snippets), k, attempt + 1)
+        return _Written(best, continued=0)
 
-    async def _run_backend(self, request: GenerationRequest) -> str:
+    async def _verify(self, snippets: list[str], request: SearchRequest, label: Label,
+                      seed: int) -> tuple[list[str], Verification, int]:
+        """Label verification: a useful set must have a document that contains a gold answer, a noisy set none.
+
+        A violating document is regenerated alone, as a one-document set with the same label and prompt style,
+        at most ZS_LABEL_RETRIES times: for a useful set that contains no answer, the first document (the one a
+        reader sees first); for a noisy set, every document that contains one, and their regenerations are told
+        the question but not the answer (a model cannot leak what it is not given). A regeneration that
+        repeats another document of the set does not count as a repair."""
+        answers = request.answers
+
+        def fits(snippet: str) -> bool:
+            return contains_answer(snippet, answers) == (label == "useful")
+
+        if label == "useful":
+            slots = [] if any(contains_answer(s, answers) for s in snippets) else [0]
+        else:
+            slots = [i for i, s in enumerate(snippets) if contains_answer(s, answers)]
+        if not slots:
+            self.metrics.label_checks.labels(label=label, result="passed").inc()
+            return snippets, "passed", 0
+        messages = prompts.build_messages(request.mode, label=label, query=request.query,
+                                          question=request.question,
+                                          answers=answers if label == "useful" else None, k=1)
+        spent = 0
+        snippets = list(snippets)
+
+        async def regenerate(slot: int) -> bool:
+            nonlocal spent
+            for attempt in range(self.settings.label_retries):
+                spent += 1
+                written = await self._write(messages, k=1, seed=(seed + 1000 * (slot + 1) + attempt) % MAX_SEED)
+                # Checked against the set as it is now: regenerations run concurrently and may repeat each other.
+                others = {s.lower() for i, s in enumerate(snippets) if i != slot}
+                if written.snippets and fits(written.snippets[0]) and written.snippets[0].lower() not in others:
+                    if slot < len(snippets):
+                        snippets[slot] = written.snippets[0]
+                    else:
+                        snippets.append(written.snippets[0])
+                    return True
+            return False
+
+        repaired = await asyncio.gather(*(regenerate(slot) for slot in slots))
+        result: Verification = "repaired" if all(repaired) else "failed"
+        if result == "failed":
+            logger.info("label verification failed for a %s set after %d regenerations", label, spent)
+        self.metrics.label_checks.labels(label=label, result=result).inc()
+        return snippets, result, spent
+
+    async def _run_backend(self, request: GenerationRequest) -> Generation:
         if self._pending >= self.settings.max_queue:
             raise QueueFullError(f"{self._pending} generations are queued (ZS_MAX_QUEUE={self.settings.max_queue}); "
                                  "retry shortly or add replicas", retry_after_s=1.0)
@@ -248,7 +374,7 @@ class SearchEngine:
         self.metrics.generations.inc()
         self.metrics.generated_tokens.inc(generation.completion_tokens)
         self.metrics.generation_duration.observe(generation.backend_seconds)
-        return generation.text
+        return generation
 
 
 def _real_document(hit: Hit) -> Document:

@@ -31,7 +31,15 @@ class Metrics:
         self.results = Counter("zerosearch_results", "Result sets returned, by label.", ["label"], registry=r)
         self.backend_errors = Counter("zerosearch_backend_errors", "Failed generations.", registry=r)
         self.cache_errors = Counter("zerosearch_cache_errors", "Failed cache (Redis) operations.", registry=r)
+        self.continuations = Counter(
+            "zerosearch_continuations", "Generations that continued a reply which stopped before k documents.",
+            registry=r)
+        self.label_checks = Counter("zerosearch_label_checks",
+                                    "Label verifications of generated sets, by label and result "
+                                    "(passed, repaired, failed).", ["label", "result"], registry=r)
         for result in ("hit", "miss"):
             self.cache_requests.labels(result=result)
         for label in ("useful", "noisy"):
             self.results.labels(label=label)
+            for check in ("passed", "repaired", "failed"):
+                self.label_checks.labels(label=label, result=check)

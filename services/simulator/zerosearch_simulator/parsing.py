@@ -36,6 +36,24 @@ def _usable(text: str) -> bool:
     return len(text.split()) >= MIN_WORDS
 
 
+def marker(i: int) -> str:
+    """The marker the simulators start document i with (and the stop string after document k)."""
+    return f"Doc {i}:"
+
+
+def merge_snippets(old: list[str], new: list[str], k: int) -> list[str]:
+    """The snippets written so far followed by the new ones that repeat none of them, up to k."""
+    merged = list(old)
+    seen = {s.lower() for s in old}
+    for snippet in new:
+        if len(merged) == k:
+            break
+        if snippet.lower() not in seen:
+            seen.add(snippet.lower())
+            merged.append(snippet)
+    return merged
+
+
 def split_snippets(text: str, k: int) -> list[str]:
     """Up to k snippets from model text, tolerating missing or broken `Doc i:` markers."""
     markers = list(_DOC_MARKER.finditer(text))

@@ -45,8 +45,9 @@ def run_ask(question: str, *, model: str, search_url: str, noise: float = 0.0, a
 
     from zerosearch_trainer.config import SimulatorArguments
     from zerosearch_trainer.data import build_prompt
+    from zerosearch_trainer.policy import load_policy, use_chat
     from zerosearch_trainer.rollout import HFGenerator, RolloutSettings, SearchRollout
-    from zerosearch_trainer.train import load_policy, open_search, use_chat
+    from zerosearch_trainer.search import open_search
 
     console = console or Console()
     if threads:

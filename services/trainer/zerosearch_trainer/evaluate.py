@@ -70,8 +70,9 @@ def run_eval(options: EvalOptions) -> dict[str, Any]:
 
     from zerosearch_trainer.config import SimulatorArguments
     from zerosearch_trainer.data import build_prompt, load_records
+    from zerosearch_trainer.policy import load_policy, use_chat
     from zerosearch_trainer.rollout import HFGenerator, RolloutSettings, SearchRollout
-    from zerosearch_trainer.train import load_policy, open_search, use_chat
+    from zerosearch_trainer.search import open_search
 
     if options.threads:
         torch.set_num_threads(options.threads)

@@ -30,15 +30,13 @@ from zerosearch_trainer.config import (
     ScriptArguments,
     SimulatorArguments,
 )
-from zerosearch_trainer.rollout import HFGenerator, RolloutSettings, SearchRollout, SearchService, VLLMGenerator
+from zerosearch_trainer.policy import load_policy, use_chat
+from zerosearch_trainer.rollout import HFGenerator, RolloutSettings, SearchRollout, VLLMGenerator
+from zerosearch_trainer.search import SetupError, open_search
 
 __all__ = ["SetupError", "curriculum_noise", "make_parser", "make_rollout_func", "main"]
 
 logger = logging.getLogger(__name__)
-
-
-class SetupError(ZeroSearchError):
-    """The run cannot start: missing data, unreachable simulator, bad model path."""
 
 
 def make_parser():
@@ -137,49 +135,6 @@ def _trainer_class():
                 self._zs_inputs = None
 
     return SearchGRPOTrainer
-
-
-def use_chat(tokenizer: Any, setting: str) -> bool:
-    if setting == "on":
-        return True
-    if setting == "off":
-        return False
-    return bool(getattr(tokenizer, "chat_template", None))
-
-
-def open_search(sim: SimulatorArguments, rendering: str) -> SearchService:
-    try:
-        service = SearchService(sim.search_url, timeout_s=sim.search_timeout_s, retries=sim.search_retries,
-                                backoff_s=sim.search_backoff_s, max_backoff_s=sim.search_max_backoff_s,
-                                rendering=rendering)
-    except ValueError as exc:
-        raise SetupError(f"--search_url: {exc}") from None
-    if sim.check_simulator and not service.healthy():
-        service.close()
-        raise SetupError(f"no simulator answers at {sim.search_url} (GET /readyz). Start one with "
-                         "`zerosearch serve` (or `zerosearch serve --backend scripted` for canned documents), or "
-                         "pass --search_url.")
-    return service
-
-
-def load_policy(model_args: Any, *, dtype_default: str = "float32"):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from zerosearch_trainer.models import PolicyModelError, resolve_policy
-
-    path = resolve_policy(model_args.model_name_or_path)
-    dtype = model_args.dtype if model_args.dtype not in (None, "auto") else dtype_default
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype),
-                                                     revision=model_args.model_revision,
-                                                     attn_implementation=model_args.attn_implementation)
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=model_args.model_revision)
-    except OSError as exc:  # not a checkpoint, or a hub id that cannot be fetched (offline, private, typo)
-        raise PolicyModelError(f"cannot load the policy {path!r}: {exc}") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer, path
 
 
 def _maybe_warm_up(script: ScriptArguments, model_args: Any, sim: SimulatorArguments) -> None:

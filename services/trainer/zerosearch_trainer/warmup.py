@@ -141,7 +141,8 @@ def run_warmup(script: ScriptArguments, model_args: Any, args: Any, warm: Warmup
     import torch
     from trl import SFTTrainer
 
-    from zerosearch_trainer.train import load_policy, open_search, use_chat
+    from zerosearch_trainer.policy import load_policy, use_chat
+    from zerosearch_trainer.search import open_search
 
     if script.torch_threads:
         torch.set_num_threads(script.torch_threads)

@@ -10,11 +10,17 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One generation: chat messages plus sampling settings."""
+    """One generation: chat messages plus sampling settings.
+
+    `continuation` is text the assistant has already written: the backend continues it (after the chat
+    template's assistant header) instead of starting the reply, and returns only what it adds. The engine uses it
+    to enforce the `Doc i:` structure: when a reply stops before k documents, it writes `Doc {n+1}:` and asks
+    for the rest."""
 
     messages: tuple[dict[str, str], ...]
     max_new_tokens: int
@@ -22,6 +28,15 @@ class GenerationRequest:
     top_p: float = 0.95
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    continuation: str = ""
+
+
+def chat_prompt(tokenizer: Any, request: GenerationRequest) -> str:
+    """The prompt text a local model continues: the chat template with its assistant header, then whatever the
+    assistant already wrote (the template's own `continue_final_message` may trim or close the message; this
+    keeps the text exactly as written)."""
+    text = tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
+    return text + request.continuation
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
@@ -38,6 +53,9 @@ class Generation:
     # Wall time the backend itself spent on the batch holding this request (service-overhead benchmark).
     backend_seconds: float = 0.0
     batch_size: int = 1
+    # False when the backend could not continue `GenerationRequest.continuation` and wrote a fresh reply instead
+    # (a server that refuses assistant prefills): the engine then merges the documents rather than appending.
+    continued: bool = True
     extra: dict[str, object] = field(default_factory=dict)
 
 

@@ -128,6 +128,8 @@ class OpenAIBackend(Backend):
         self._backoff = wait_exponential_jitter(initial=0.1, max=2.0, jitter=0.1)
         self._closing = False
         self.model_id = self.model or "openai"
+        #: Whether the servers continue an assistant message (`continue_final_message`); off after a refusal.
+        self.continues = True
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -202,6 +204,26 @@ class OpenAIBackend(Backend):
             body["seed"] = request.seed
         if request.stop:
             body["stop"] = list(request.stop)
+        if not (request.continuation and self.continues):
+            return await self._complete(body, request, continued=not request.continuation)
+        # vLLM's and SGLang's chat API continue a final assistant message with these two fields.
+        prefilled = body | {"messages": body["messages"] + [{"role": "assistant", "content": request.continuation}],
+                            "continue_final_message": True, "add_generation_prompt": False}
+        try:
+            return await self._complete(prefilled, request, continued=True)
+        except BackendError as exc:
+            if exc.recoverable:
+                raise
+            # A server that refuses the fields (OpenAI's own API, older servers): a fresh reply instead, whose
+            # documents the engine merges with those already written. If that one is accepted, the refusal was
+            # about continuing, and later continuations are not tried again.
+            generation = await self._complete(body, request, continued=False)
+            self.continues = False
+            logger.warning("the servers refused to continue an assistant message (%s); generating fresh replies "
+                           "instead", exc)
+            return generation
+
+    async def _complete(self, body: dict[str, Any], request: GenerationRequest, *, continued: bool) -> Generation:
         tried: list[_Server] = []
         failures: list[str] = []
         started = time.perf_counter()
@@ -226,7 +248,9 @@ class OpenAIBackend(Backend):
                                + "; ".join(failures), recoverable=True) from None
         seconds = time.perf_counter() - started
         # No on_batch call: batches form on the servers, out of sight (their own metrics show them).
-        return self._parse(data, request, seconds)
+        generation = self._parse(data, request, seconds)
+        generation.continued = continued
+        return generation
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One request, sent once more on a fresh connection when a pooled keep-alive connection turns out to

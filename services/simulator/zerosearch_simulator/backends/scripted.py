@@ -2,17 +2,34 @@
 
 It runs no model. Tests that need real generation use the transformers backend with the
 bundled model; this one makes the engine, cache and API testable in milliseconds.
+
+When the prompt names a gold answer, the first document of a useful reply mentions it and no other document
+does, so a set has a document that contains the answer and one that does not. Directives in the query make it
+misbehave the way small models do, deterministically:
+
+- `[short N]`: each reply stops after N documents (a model that ends early);
+- `[leak]`: every document mentions the gold answer, whatever the label;
+- `[hide]`: no document mentions it; `[hide N]`: not in the first N replies to this query.
+
+A request that continues an assistant message (`continuation` ending in `Doc n:`) gets the rest of document n
+and the documents after it. A one-document request (a label regeneration) gets a document that names its seed,
+so that regenerations differ from each other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 
-from zerosearch_simulator.backends.base import Backend, Generation, GenerationRequest
+from zerosearch_simulator.backends.base import Backend, Generation, GenerationRequest, cut_at_stop
 
 _QUERY = re.compile(r"Query:\s*(.+)")
-_LABEL = re.compile(r"generate five (\w+) documents")
+_LABEL = re.compile(r"generate \w+ (\w+) documents")
+_ANSWER = re.compile(r"whose answer is (.+?)\.\n")
+_SHORT = re.compile(r"\[short (\d+)\]")
+_HIDE = re.compile(r"\[hide(?: (\d+))?\]")
+_LAST_MARKER = re.compile(r"Doc (\d+):\s*$")
 
 
 class ScriptedBackend(Backend):
@@ -24,6 +41,7 @@ class ScriptedBackend(Backend):
         self.reply = reply  # a fixed reply overrides the canned documents (garbage-text tests)
         self.calls: list[GenerationRequest] = []
         self.fail_next = 0
+        self._replies: Counter[str] = Counter()  # replies written per query (for `[hide N]`)
 
     async def generate(self, request: GenerationRequest) -> Generation:
         self.calls.append(request)
@@ -39,10 +57,30 @@ class ScriptedBackend(Backend):
         prompt = request.messages[-1]["content"]
         query = (m.group(1).strip() if (m := _QUERY.search(prompt)) else "the query")
         label = (m.group(1) if (m := _LABEL.search(prompt)) else "useful")
-        text = " ".join(
-            f"Doc {i}: {label.capitalize()} document {i} about {query}, written by the scripted backend "
-            f"so that tests can check titles, snippets and urls."
-            for i in range(1, self.documents + 1)
-        )
+        named = _ANSWER.findall(prompt)  # the last one: the few-shot prompt names its examples' answers first
+        answer = named[-1] if named else None
+        seen = self._replies[query]
+        self._replies[query] += 1
+        if (hide := _HIDE.search(query)) and (hide.group(1) is None or seen < int(hide.group(1))):
+            answer = None
+        leak = "[leak]" in query
+        count = int(m.group(1)) if (m := _SHORT.search(query)) else self.documents
+        first = int(m.group(1)) if (m := _LAST_MARKER.search(request.continuation)) else 1
+
+        def body(i: int) -> str:
+            name = f"{label.capitalize()} document {i}"
+            if request.stop == ("Doc 2:",):
+                name += f" (seed {request.seed})"
+            text = (f"{name} about {query}, written by the scripted backend so that "
+                    "tests can check titles, snippets and urls.")
+            if answer and (leak or (label == "useful" and i == 1)):
+                text += f" It says the answer is {answer}."
+            return text
+
+        parts = [body(first)] + [f"Doc {i}: {body(i)}" for i in range(first + 1, first + count)]
+        text = " ".join(parts) if request.continuation else f"Doc {first}: " + " ".join(parts)
+        if request.continuation:
+            text = " " + text
+        text = cut_at_stop(text, request.stop)
         return Generation(text=text, prompt_tokens=len(prompt.split()), completion_tokens=len(text.split()),
                           backend_seconds=self.delay_s)

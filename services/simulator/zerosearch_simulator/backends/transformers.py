@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from zerosearch_core.errors import BackendError
 from zerosearch_core.models import ModelUnavailableError, resolve_model
-from zerosearch_simulator.backends.base import Backend, Generation, GenerationRequest
+from zerosearch_simulator.backends.base import Backend, Generation, GenerationRequest, chat_prompt
 from zerosearch_simulator.backends.continuous import DecodeLoop, Row
 from zerosearch_simulator.tuned import simulator_model
 
@@ -116,7 +116,8 @@ class TransformersBackend(Backend):
             loop.call_soon_threadsafe(_settle, future, result)
 
         # The chat template is rendered here, once, so the decode thread spends its time on the model.
-        text = self._tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
+        # A continuation's prompt starts with its first reply's, so the prefix cache serves most of it.
+        text = chat_prompt(self._tokenizer, request)
         prompt_ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]  # the template wrote them
         self._loop.submit(Row(request=request, prompt_ids=prompt_ids, finish=finish, cancelled=future.cancelled))
         # A caller that gives up (the engine's timeout) cancels the future; the loop then drops its row.

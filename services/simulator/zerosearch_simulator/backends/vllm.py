@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from zerosearch_core.errors import BackendError
 from zerosearch_core.models import ModelUnavailableError, resolve_model
-from zerosearch_simulator.backends.base import Backend, Generation, GenerationRequest
+from zerosearch_simulator.backends.base import Backend, Generation, GenerationRequest, chat_prompt
 from zerosearch_simulator.tuned import simulator_model
 
 if TYPE_CHECKING:
@@ -164,8 +164,7 @@ class VLLMBackend(Backend):
         if engine is None or self._closing:
             raise BackendError("shutting down" if self._closing else "the vllm backend is not started",
                                recoverable=True)
-        text = self._tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True,
-                                                   tokenize=False)
+        text = chat_prompt(self._tokenizer, request)  # with the assistant's text so far, if any
         token_ids = self._tokenizer.encode(text, add_special_tokens=False)  # the template wrote them
         request_id = f"zs-{self._prefix}-{next(self._ids)}"
         final = None
