@@ -31,7 +31,8 @@ from typing import Annotated, Any
 
 import typer
 
-from zerosearch_trainer.sim_data import QAItem, contains_answer, load_qa_items, query_content_words
+from zerosearch_core.scoring import contains_answer
+from zerosearch_trainer.sim_data import QAItem, load_qa_items, query_content_words
 
 __all__ = ["FidelityOptions", "command", "measure", "print_table", "run_fidelity", "summarise"]
 

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from zerosearch_core.errors import ZeroSearchError
 from zerosearch_core.protocol import render_paper
-from zerosearch_core.scoring import normalize_answer
+from zerosearch_core.scoring import contains_answer, normalize_answer
 from zerosearch_core.simulator_prompt import build_messages
 
 __all__ = [
@@ -46,7 +46,6 @@ __all__ = [
     "SearchSet",
     "balance",
     "build_examples",
-    "contains_answer",
     "data_hash",
     "fit_words",
     "import_sft_file",
@@ -66,12 +65,6 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 
 class SFTDataError(ZeroSearchError):
     """SFT data that cannot be built or read: a malformed file, an engine that does not answer, no balance."""
-
-
-def contains_answer(text: str | None, answers: Iterable[str] | None) -> bool:
-    """A normalised gold answer occurs in the normalised text as whole words."""
-    haystack = f" {normalize_answer(text)} "
-    return any((g := normalize_answer(a)) and f" {g} " in haystack for a in (answers or ()))
 
 
 # ---- QA items and their queries -------------------------------------------------------------------------

@@ -223,7 +223,7 @@ def run(model_args: Any, args: Any, opts: TuneSimArguments, *, argv: Sequence[st
     import torch
     from trl import SFTTrainer
 
-    from zerosearch_trainer.train import load_policy
+    from zerosearch_trainer.policy import load_policy
 
     if opts.torch_threads:
         torch.set_num_threads(opts.torch_threads)
