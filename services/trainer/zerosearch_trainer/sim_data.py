@@ -174,13 +174,17 @@ def fit_words(title: str, text: str, *, answers: Sequence[str] = (), lo: int = M
     if answers:
         for i, sentence in enumerate(sentences):
             if contains_answer(sentence, answers):
-                # Start at the answer's sentence when the words before it would push it past the cut.
+                # Start near the answer's sentence when the words before it would push it past the cut: from
+                # it, or from as few sentences before it as bring the window to `lo` words.
                 if len(" ".join(sentences[:i + 1]).split()) > hi:
-                    sentences = sentences[i:]
+                    start = i
+                    while start > 0 and len(" ".join(sentences[start:i + 1]).split()) < lo:
+                        start -= 1
+                    sentences = sentences[start:]
                 break
     words: list[str] = []
     for sentence in sentences:
-        if len(words) >= lo:
+        if len(words) >= lo and (not answers or contains_answer(" ".join(words), answers)):
             break
         words += sentence.split()
     if len(words) < lo and title:
