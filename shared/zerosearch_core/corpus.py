@@ -1,9 +1,10 @@
-"""Passages, corpora and the BM25 index of the real engine.
+"""Corpora and the BM25 index of the real engine.
 
-`Passage` is the one passage format of the project. A corpus is the CIA World Factbook (the default,
-`zerosearch_core.factbook`) or a JSONL file in Search-R1's format (`{"id", "contents": "\"Title\"\ntext"}`,
-as wiki-18) or as `{"id", "title", "text", "url"}` (title and url optional). `BM25Index` is bm25s over a
-corpus, built once and saved under `<cache_dir>/indexes/<content_hash>/`, loaded memory-mapped afterwards.
+A corpus is a list of `Passage`s (the one passage format, in `zerosearch_core.protocol`): the CIA World
+Factbook (the default, `zerosearch_core.factbook`), or a JSONL file in Search-R1's format
+(`{"id", "contents": "\"Title\"\ntext"}`, as wiki-18) or as `{"id", "title", "text", "url"}` (title and url
+optional). `BM25Index` is bm25s over a corpus, built once and saved under `<cache_dir>/indexes/<content_hash>/`,
+loaded memory-mapped afterwards.
 
 bm25s is imported only when an index is opened: the base install does not have it (the simulator and the
 trainer extras do).
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zerosearch_core.errors import ZeroSearchError
+from zerosearch_core.errors import CorpusError
+from zerosearch_core.protocol import Passage, split_contents
 
 logger = logging.getLogger(__name__)
 
@@ -33,25 +35,6 @@ STOPWORDS = "en"
 #: Corpora at least this large show progress bars while their index builds (unless told otherwise).
 PROGRESS_FROM = 200_000
 INDEX_FORMAT = 1
-
-
-class CorpusError(ZeroSearchError):
-    """A corpus that cannot be read: the message names the file and, for a bad line, its number."""
-
-
-@dataclass(frozen=True)
-class Passage:
-    """One retrievable passage: a stable id, a title, the address it came from ('' if none), its text."""
-
-    id: str
-    title: str
-    url: str
-    text: str
-
-    @property
-    def contents(self) -> str:
-        """Search-R1's rendering (`"Title"\\ntext`), also what the index reads."""
-        return f'"{self.title}"\n{self.text}' if self.title else self.text
 
 
 @dataclass
@@ -76,20 +59,12 @@ def content_hash(passages: list[Passage]) -> str:
     return digest.hexdigest()
 
 
-def _split_contents(contents: str) -> tuple[str, str]:
-    """`"Title"\\ntext` -> (title, text); contents with no title line -> ("", contents)."""
-    first, sep, rest = contents.partition("\n")
-    if sep and len(first) >= 2 and first.startswith('"') and first.endswith('"'):
-        return first[1:-1], rest.strip()
-    return "", contents.strip()
-
-
 def _passage_from_record(record: Any, where: str, line: int) -> Passage:
     if not isinstance(record, dict):
         raise CorpusError(f"{where}:{line}: expected a JSON object, got {type(record).__name__}")
     url = record.get("url") or ""
     if isinstance(record.get("contents"), str):
-        title, text = _split_contents(record["contents"])
+        title, text = split_contents(record["contents"])
         title = record.get("title") if isinstance(record.get("title"), str) else title
     elif isinstance(record.get("text"), str):
         title, text = record.get("title") or "", record["text"].strip()

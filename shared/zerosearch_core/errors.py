@@ -67,3 +67,7 @@ class SearchUnavailableError(ZeroSearchError):
     def __init__(self, message: str, *, attempts: list[str] | None = None) -> None:
         super().__init__(message)
         self.attempts = attempts or []
+
+
+class CorpusError(ZeroSearchError):
+    """A corpus that cannot be read: the message names the file and, for a bad line, its number."""

