@@ -212,6 +212,38 @@ class SearchSet:
     kind: str = ""
 
 
+def group_hits(hits: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Passages of one field put back together, in engine order: a corpus that indexes each sub-field alone
+    (`Kenya - Capital - name: Nairobi`, `Kenya - Capital - time difference: UTC+3`) gives documents too short
+    to be a search result, so the hits of one `entity - field` become one document
+    (`Kenya - Capital`, `name: Nairobi; time difference: UTC+3`), as a results page shows a page's snippet."""
+    groups: dict[str, list[str]] = {}
+    for title, text in hits:
+        parts = [p.strip() for p in title.split(" - ")]
+        key = " - ".join(parts[:2])
+        label = " - ".join(parts[2:])
+        groups.setdefault(key, []).append(f"{label}: {text}" if label else text)
+    merged = [(key, "; ".join(texts)) for key, texts in groups.items()]
+    # A field still too short for a result (`Isle of Man - Airports: 4 (2025)`) takes the next fields of the same
+    # entity the engine returned, as a snippet runs on over a page.
+    out: list[tuple[str, str]] = []
+    used: set[int] = set()
+    for i, (key, text) in enumerate(merged):
+        if i in used:
+            continue
+        entity = key.split(" - ")[0]
+        for j in range(i + 1, len(merged)):
+            if len(f"{key} {text}".split()) >= MIN_WORDS:
+                break
+            other_key, other_text = merged[j]
+            if j not in used and other_key.split(" - ")[0] == entity and other_key != key:
+                field = " - ".join(other_key.split(" - ")[1:]) or other_key
+                text = f"{text.rstrip(';')}; {field}: {other_text}"
+                used.add(j)
+        out.append((key, text))
+    return out
+
+
 class Labeller(Protocol):
     """Decides whether a set of documents is useful for a question (the paper used an LLM judge)."""
 
@@ -228,7 +260,7 @@ class ContainmentLabeller:
 def useful_docs(found: SearchSet, k: int) -> list[Doc] | None:
     """k documents for a useful target: the answer-bearing results first (engine order within each group)."""
     with_answer, without = [], []
-    for title, text in found.hits:
+    for title, text in group_hits(found.hits):
         if contains_answer(f"{title} {text}", found.answers):
             fitted = fit_words(title, text, answers=found.answers)
             if fitted is not None:
@@ -245,8 +277,8 @@ def noisy_docs(found: SearchSet, near_misses: Sequence[SearchSet], k: int) -> li
     """k answer-free documents: the query's own answer-free results, then a near miss's, none with the answer."""
     docs: list[Doc] = []
     seen: set[str] = set()
-    own = [h for h in found.hits if not contains_answer(f"{h[0]} {h[1]}", found.answers)][:2]
-    for title, text in own + [h for miss in near_misses for h in miss.hits]:
+    own = [h for h in group_hits(found.hits) if not contains_answer(f"{h[0]} {h[1]}", found.answers)][:2]
+    for title, text in own + [h for miss in near_misses for h in group_hits(miss.hits)]:
         fitted = fit_words(title, text)
         if fitted is None or contains_answer(fitted, found.answers) or fitted in seen:
             continue
@@ -447,7 +479,7 @@ class Collection:
     failed: int = 0
 
 
-def collect(items: Sequence[QAItem], engine_url: str, *, k: int, fetch_k: int = 10, seed: int = 0,
+def collect(items: Sequence[QAItem], engine_url: str, *, k: int, fetch_k: int = 20, seed: int = 0,
             batch_size: int = 64, progress: bool = True, timeout_s: float = 60.0) -> Collection:
     """Search every item's queries once on the engine (noise 0, no cache) and keep its results in order.
 

@@ -67,7 +67,8 @@ class TuneSimArguments:
     engine_url: str = field(default="http://127.0.0.1:8000", metadata={
         "help": "The real engine (native API) the documents come from, e.g. zerosearch serve --backend corpus."})
     sft_k: int = field(default=5, metadata={"help": "Documents per target."})
-    fetch_k: int = field(default=10, metadata={"help": "Results asked of the engine per query."})
+    fetch_k: int = field(default=20, metadata={
+        "help": "Results asked of the engine per query (the passages of one field are joined into one document)."})
     sft_data: list[str] = field(default_factory=list, metadata={
         "help": "Released simulator-tuning files to add (alpaca / sharegpt / prompt-completion, JSON or JSONL)."})
     max_examples: int = field(default=0, metadata={"help": "Cap on the balanced engine examples (0: all)."})
@@ -213,6 +214,7 @@ def run(model_args: Any, args: Any, opts: TuneSimArguments, *, argv: Sequence[st
     """Build the data, train, save; returns the record written to `TUNING.json`."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     started = time.monotonic()
+    recipe_sha256 = file_sha256(config_path) if config_path and Path(config_path).is_file() else None
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     train_rows, dev_rows, data_figures = build_data(opts, out)
@@ -279,7 +281,7 @@ def run(model_args: Any, args: Any, opts: TuneSimArguments, *, argv: Sequence[st
         "output_dir": str(out),
         "command": "zerosearch tune-sim " + shlex.join(argv) if argv else "zerosearch tune-sim (in process)",
         "recipe": config_path,
-        "recipe_sha256": file_sha256(config_path) if config_path and Path(config_path).is_file() else None,
+        "recipe_sha256": recipe_sha256,  # as read when the run started
         "sft_data_sha256": sim_data.data_hash(train_rows + dev_rows),
         "sft_examples": {"train": len(train_rows), "dev": len(dev_rows),
                          "useful": sum(r["label"] == "useful" for r in train_rows + dev_rows),
