@@ -30,7 +30,8 @@ def serve(
         help="corpus/hybrid: a JSONL corpus ({id, contents} as Search-R1's wiki-18, or {id, title, text}); "
              "default: the CIA World Factbook (env ZS_CORPUS).")] = None,
     model: Annotated[str | None, typer.Option(
-        help="Local path or hub id; default: the bundled SmolLM2-135M-Instruct (env ZS_MODEL).")] = None,
+        help="Local checkpoint, adapter directory (zerosearch tune-sim) or hub id; default: the bundled "
+             "SmolLM2-135M-Instruct with the shipped tuned adapter; bundled-base: untuned (env ZS_MODEL).")] = None,
     redis_url: Annotated[str | None, typer.Option(
         help="Redis URL for a cache shared by replicas; default: in-process cache (env ZS_REDIS_URL).")] = None,
     upstream: Annotated[str | None, typer.Option(
@@ -65,6 +66,7 @@ def serve(
     log_config = configure_logging(settings.log_level)
     if settings.backend in ("corpus", "hybrid"):
         _check_corpus(settings)
+    _prepare_model(settings)
     # uvicorn finishes the requests in flight on SIGTERM, then raises the signal again so that the process ends
     # "killed by SIGTERM" (status -15). A stop that was asked for (docker stop, Kubernetes) and went cleanly
     # is a success: exit 0. (Installed before uvicorn's own handler, which restores it when it is done.)
@@ -76,6 +78,21 @@ def serve(
                 # default did: a reset connection now and then under steady load).
                 timeout_keep_alive=KEEP_ALIVE_S,
                 access_log=False)  # the middleware logs every request, with its id and route
+
+
+def _prepare_model(settings: Settings) -> None:
+    """Resolve the model before the workers start: a GGUF is converted and an adapter merged once, here, and a
+    missing or corrupt model stops the start with one line instead of a traceback per worker."""
+    model_backend = settings.hybrid_backend if settings.backend == "hybrid" else settings.backend
+    if model_backend not in ("transformers", "vllm"):
+        return
+    from zerosearch_core.models import ModelUnavailableError, resolve_model
+    from zerosearch_simulator.tuned import simulator_model
+
+    try:
+        resolve_model(simulator_model(settings.model))
+    except ModelUnavailableError as exc:
+        _fail(str(exc))
 
 
 def _check_corpus(settings: Settings) -> None:
