@@ -18,20 +18,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from cachetools import TTLCache
 from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
+from zerosearch_simulator.settings import Rate, parse_rate  # noqa: F401  (parse_rate: part of this module's API)
+
 logger = logging.getLogger(__name__)
 
-_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-_UNITS = {"s": "second", "sec": "second", "m": "minute", "min": "minute", "h": "hour", "hr": "hour", "d": "day"}
-_RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d+\s*)?([a-z]+?)s?\s*$", re.IGNORECASE)
 KEY_PREFIX = "zerosearch:v2:rate:"
 # Paths that are never limited: probes, metrics and the docs must answer an overloaded or abusive client too.
 EXEMPT = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"})
@@ -39,28 +36,6 @@ _KEY_HEADERS = (b"x-api-key", b"x-subscription-token")
 _KEY_PARAMS = ("api_key", "serp_api_key", "key", "apiKey")
 # After a Redis failure, count in this process for this long before trying Redis again.
 RETRY_REDIS_AFTER_S = 1.0
-
-
-@dataclass(frozen=True)
-class Rate:
-    count: int
-    period_s: int
-
-    def __str__(self) -> str:
-        return f"{self.count} per {self.period_s} s"
-
-
-def parse_rate(text: str) -> Rate:
-    """'60/minute', '10/s', '1000 per day', '5/10s' -> Rate; ValueError with an example otherwise."""
-    match = _RATE.match(text)
-    unit = match and _UNITS.get(match.group(3).lower(), match.group(3).lower())
-    if not match or unit not in _PERIODS or int(match.group(1)) < 1:
-        raise ValueError(f"ZS_RATE_LIMIT={text!r} is not a rate: use COUNT/PERIOD with a count >= 1 and a period "
-                         "of second, minute, hour or day, e.g. '60/minute' or '5/10s'")
-    multiple = int(match.group(2)) if match.group(2) else 1
-    if multiple < 1:
-        raise ValueError(f"ZS_RATE_LIMIT={text!r}: the period must be at least 1 {unit}")
-    return Rate(int(match.group(1)), multiple * _PERIODS[unit])
 
 
 _INCR = """

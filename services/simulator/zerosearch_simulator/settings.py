@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# ZS_RATE_LIMIT's format. It lives here, not in ratelimit.py, because the setting is validated at start-up and
+# ratelimit.py imports the dialects (for their 429 shapes), which import the settings.
+_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_UNITS = {"s": "second", "sec": "second", "m": "minute", "min": "minute", "h": "hour", "hr": "hour", "d": "day"}
+_RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d+\s*)?([a-z]+?)s?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    period_s: int
+
+    def __str__(self) -> str:
+        return f"{self.count} per {self.period_s} s"
+
+
+def parse_rate(text: str) -> Rate:
+    """'60/minute', '10/s', '1000 per day', '5/10s' -> Rate; ValueError with an example otherwise."""
+    match = _RATE.match(text)
+    unit = match and _UNITS.get(match.group(3).lower(), match.group(3).lower())
+    if not match or unit not in _PERIODS or int(match.group(1)) < 1:
+        raise ValueError(f"ZS_RATE_LIMIT={text!r} is not a rate: use COUNT/PERIOD with a count >= 1 and a period "
+                         "of second, minute, hour or day, e.g. '60/minute' or '5/10s'")
+    multiple = int(match.group(2)) if match.group(2) else 1
+    if multiple < 1:
+        raise ValueError(f"ZS_RATE_LIMIT={text!r}: the period must be at least 1 {unit}")
+    return Rate(int(match.group(1)), multiple * _PERIODS[unit])
 
 
 class Settings(BaseSettings):
@@ -133,8 +163,6 @@ class Settings(BaseSettings):
     @field_validator("rate_limit")
     @classmethod
     def _rate(cls, value: str | None) -> str | None:
-        from zerosearch_simulator.ratelimit import parse_rate
-
         if value is not None and value.strip():
             parse_rate(value)  # raises ValueError saying what a rate looks like
             return value.strip()
