@@ -46,3 +46,17 @@ def test_the_record_names_the_bundled_base_by_its_hash():
     record = json.loads((default_adapter_dir() / "TUNING.json").read_text())
     assert record["base_model"]["file"] == BUNDLED_FILE
     assert record["base_model"]["sha256"] == _sha256(bundled_gguf())
+
+
+def test_the_tune_sim_recipes_parse():
+    import pytest
+
+    from zerosearch_trainer.tune_sim import parse
+
+    for name, base in (("tiny-cpu", "bundled"), ("qwen2.5-3b", "Qwen/Qwen2.5-3B-Instruct"),
+                       ("qwen2.5-7b", "Qwen/Qwen2.5-7B-Instruct")):
+        model_args, _args, opts = parse(["--config", str(REPO / "configs" / f"tune-sim-{name}.yaml"),
+                                         "--bf16", "false"])  # the GPU recipes ask for bf16, which a CPU refuses
+        assert model_args.model_name_or_path == base and opts.tuning == "lora"
+    with pytest.raises(ValueError, match="tuning must be lora or full"):
+        parse(["--config", str(REPO / "configs" / "tune-sim-tiny-cpu.yaml"), "--tuning", "qlora"])
