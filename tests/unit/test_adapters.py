@@ -106,7 +106,7 @@ def test_serve_refuses_a_corrupt_adapter_in_one_line(adapter, tmp_path):
     done = subprocess.run([str(Path(sys.executable).parent / "zerosearch"), "serve", "--port", "9",
                            "--model", str(adapter)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "ZS_CACHE_DIR": str(tmp_path / "cache")})
-    assert done.returncode == 1
+    assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip() and "Warning" not in line]
-    assert lines[-1].startswith(f"Error: adapter {adapter}: cannot be applied to"), done.stderr[-2000:]
+    assert lines[-1].startswith(f"error: adapter {adapter}: cannot be applied to"), done.stderr[-2000:]
     assert "Traceback" not in done.stderr
