@@ -67,7 +67,11 @@ class ServerProcess:
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(self.argv, cwd=cwd, env=environment, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        self._wait_ready(ready_path, started + startup_s, poll_s, startup_s)
+        try:
+            self._wait_ready(ready_path, started + startup_s, poll_s, startup_s)
+        except BaseException:  # not ready, or interrupted while starting (Ctrl-C): no server is left behind
+            self.stop()
+            raise
         self.ready_after_s = time.monotonic() - started
 
     def _wait_ready(self, ready_path: str, deadline: float, poll_s: float, startup_s: float) -> None:

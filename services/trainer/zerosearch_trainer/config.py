@@ -90,6 +90,8 @@ class RolloutArguments:
         rollout_seed: base of the per-search seeds (fixes the useful/noisy draws).
         append_eos_after_answer: end answered trajectories with EOS (masked, so TRL counts them as finished).
         compute_logprobs: return sampling log-probs from transformers generation.
+        mask_information: leave the retrieved `<information>` tokens out of the loss (the paper's loss masking);
+            off trains on them as if the policy had written them (the paper's masking ablation).
     """
 
     max_turns: int = field(default=5, metadata={"help": "Searches allowed before the final answer-only turn."})
@@ -105,6 +107,9 @@ class RolloutArguments:
         "help": "Append a masked EOS after </answer> so that TRL counts the trajectory as finished."})
     compute_logprobs: bool = field(default=True, metadata={
         "help": "Return per-token sampling log-probs from transformers generation (vLLM always returns them)."})
+    mask_information: bool = field(default=True, metadata={
+        "help": "Mask the retrieved <information> tokens out of the loss (the paper's loss masking); false: "
+                "train on them too (the masking ablation)."})
 
     def __post_init__(self) -> None:
         if self.max_turns < 0:

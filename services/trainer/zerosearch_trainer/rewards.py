@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from zerosearch_core.scoring import exact_match, f1_score, sub_exact_match
+from zerosearch_trainer.rollout import INVALID_ACTION_MESSAGE
 
 __all__ = [
     "REWARD_FUNCTIONS",
@@ -50,8 +51,10 @@ def completion_text(completion: Any) -> str:
 
 
 def strip_information(text: str) -> str:
-    """Remove `<information>` blocks (an unterminated one runs to the end of the text)."""
-    return _INFORMATION.sub("", text)
+    """Remove what the environment inserted: `<information>` blocks (an unterminated one runs to the end of the
+    text) and the invalid-action message, which itself names the tags (`... between <answer> and </answer>`)
+    and would otherwise read as the answer "and" (F1 0.5 against "Antigua and Barbuda", format 0.5)."""
+    return _INFORMATION.sub("", text).replace(INVALID_ACTION_MESSAGE, "")
 
 
 def extract_answer(completion: Any) -> str | None:

@@ -315,6 +315,7 @@ class RolloutSettings:
     mode: str = "sft"
     seed: int = 0
     append_eos_after_answer: bool = True
+    mask_information: bool = True  # False: the <information> tokens get env_mask 1 (the masking ablation)
 
 
 @dataclass
@@ -335,13 +336,17 @@ class Trajectory:
     done: bool = False
     truncated: bool = False
 
-    def append(self, ids: Sequence[int], *, model: bool, logprobs: Sequence[float] | None = None) -> None:
+    def append(self, ids: Sequence[int], *, model: bool, logprobs: Sequence[float] | None = None,
+               trained: bool | None = None) -> None:
+        """`trained` (default: `model`) sets env_mask; environment tokens trained on get NaN sampling log-probs,
+        which TRL's importance-sampling correction treats as ratio 1 (the policy did not sample them)."""
+        trained = model if trained is None else trained
         self.completion_ids.extend(ids)
-        self.env_mask.extend([1 if model else 0] * len(ids))
+        self.env_mask.extend([1 if trained else 0] * len(ids))
         if model and logprobs is not None and len(logprobs) == len(ids):
             self.logprobs.extend(float(x) for x in logprobs)
         else:
-            self.logprobs.extend([0.0] * len(ids))
+            self.logprobs.extend([float("nan") if trained else 0.0] * len(ids))
 
 
 @dataclass
@@ -529,5 +534,5 @@ class SearchRollout:
         if len(ids) >= room:
             ids = ids[: max(0, room)]
             t.done = t.truncated = True
-        t.append(ids, model=False)
+        t.append(ids, model=False, trained=kind == "information" and not self.settings.mask_information)
         t.segments.append((kind, self.decode(ids)))

@@ -61,7 +61,8 @@ def rollout_settings(ro: RolloutArguments, max_completion_length: int) -> Rollou
                            max_tokens_per_turn=ro.max_tokens_per_turn,
                            max_information_tokens=ro.max_information_tokens, top_k=ro.search_top_k,
                            mode=ro.search_mode, seed=ro.rollout_seed,
-                           append_eos_after_answer=ro.append_eos_after_answer)
+                           append_eos_after_answer=ro.append_eos_after_answer,
+                           mask_information=ro.mask_information)
 
 
 def make_rollout_func(rollout: SearchRollout, cur: CurriculumArguments, *, compute_logprobs: bool = True):

@@ -73,3 +73,14 @@ def test_reward_registry():
     assert [f.__name__ for f in get_reward_functions(["f1", "em"])] == ["f1_reward", "em_reward"]
     with pytest.raises(ValueError, match="unknown reward"):
         get_reward_functions(["bleu"])
+
+
+def test_the_invalid_action_message_is_not_an_answer():
+    from zerosearch_trainer.rollout import INVALID_ACTION_MESSAGE
+
+    completion = f"I will just talk.\n{INVALID_ACTION_MESSAGE}\nStill talking."
+    assert extract_answer(completion) is None
+    assert f1_reward([completion], [["Antigua and Barbuda"]]) == [0.0]
+    assert format_reward([completion]) == [0.0]
+    answered = completion + "<think> t </think> <answer> Saint John's </answer>"
+    assert extract_answer(answered) == "Saint John's"

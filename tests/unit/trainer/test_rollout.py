@@ -117,6 +117,23 @@ def test_search_then_answer_masks_exactly_the_information(tokenizer):
     assert batch.metrics()["search/searches_per_trajectory"] == 0.5
 
 
+def test_masking_off_trains_on_the_information_but_not_on_other_inserted_text(tokenizer):
+    scripts = {"Who wrote Hamlet": ["<search> Hamlet author </search>", "rambling", "<answer> Shakespeare </answer>"]}
+    batch, _, _ = _run(tokenizer, scripts, eos_on=("rambling",),
+                       settings=RolloutSettings(max_turns=3, max_completion_length=400, mask_information=False))
+    (t,) = batch.trajectories
+    assert t.searches == 1 and t.invalid_actions == 1 and t.answered
+    runs = _masked_runs(t.completion_ids, t.env_mask)
+    # only the invalid-action message and the closing EOS stay masked; the documents are now trained on
+    assert [tokenizer.decode(r) for r in runs] == [f"\n{INVALID_ACTION_MESSAGE}\n", tokenizer.eos_token]
+    info = tokenizer("\n\n<information>Doc 1: about Hamlet author</information>\n\n",
+                     add_special_tokens=False)["input_ids"]
+    start = next(i for i in range(len(t.completion_ids)) if t.completion_ids[i:i + len(info)] == info)
+    assert all(m == 1 for m in t.env_mask[start:start + len(info)])
+    # the policy did not sample them: NaN sampling log-probs (TRL's importance ratio 1), not a fake 0.0
+    assert all(lp != lp for lp in t.logprobs[start:start + len(info)])
+
+
 def test_max_turns_then_a_final_answer_turn(tokenizer):
     batch, search, generator = _run(
         tokenizer, {"loop question": ["<search> a </search>", "<search> b </search>", "<search> c </search>"]},

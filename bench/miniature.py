@@ -1,0 +1,668 @@
+"""ZeroSearch in miniature: GRPO against the simulator vs against the real engine, plus the paper's two ablations.
+
+    python bench/miniature.py run [--out outputs/miniature] [--steps 20] [--seeds 0,1] [--test-questions 200]
+    python bench/miniature.py report [--out outputs/miniature] [--doc docs/results.md]
+
+`run` starts the simulator (`zerosearch serve`, its default model) and the real engine (`zerosearch serve
+--backend corpus`) on free ports, builds the factbook QA (`zerosearch data factbook`) when `--data` has none,
+warms the bundled policy up once (documents from the simulator at noise 0), then trains each arm with
+`zerosearch train` from that one checkpoint, with the same seeds, steps and batch:
+
+- zerosearch   (a) the simulator with the curriculum, noise 0 -> 0.5, b = 4
+- real-search  (b) the corpus engine (the Search-R1 analogue)
+- fixed-noise  (c) the simulator at a fixed noise level (paper: p = 0.5)
+- no-masking   (d) (a) with the retrieved tokens trained on (`--mask_information false`)
+
+and evaluates every arm and two references (`warmup`: the warmed-up policy without GRPO; `direct`: the bundled
+policy answering without search) with `zerosearch eval` against the corpus engine on the same test questions.
+
+Each arm has its own directory under `OUT/runs/` (train log, checkpoints, `train.json`, `eval.json` and the
+per-arm `arm.json`); a rerun skips what is finished and resumes training from the last checkpoint. `report`
+(run at the end of `run`) writes `OUT/summary.json`, `OUT/table.md`, the reward curves of all arms in one PNG,
+and, with `--doc`, the table into the marked section of that Markdown file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._servers import ROOT, VENV_BIN, ServerProcess, start_simulator  # noqa: E402
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+console = Console(stderr=True)
+
+TABLE_BEGIN = "<!-- miniature:table:begin -->"
+TABLE_END = "<!-- miniature:table:end -->"
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    label: str
+    engine: str  # "simulator" or "corpus": what answers the searches during training
+    args: tuple[str, ...]
+    paper: str  # the paper's corresponding figure (Qwen2.5-3B, EM averaged over seven datasets)
+
+
+def arms(fixed_noise: float) -> dict[str, Arm]:
+    curriculum = ("--curriculum", "noise", "--noise_start", "0.0", "--noise_end", "0.5", "--noise_base", "4.0")
+    return {a.name: a for a in (
+        Arm("zerosearch", "(a) simulator, curriculum 0 -> 0.5", "simulator", curriculum,
+            "34.47 (SFT-14B simulator, curriculum)"),
+        Arm("real-search", "(b) real engine (corpus)", "corpus", ("--curriculum", "off"),
+            "32.81 (Search-R1 trained on Google)"),
+        Arm("fixed-noise", f"(c) simulator, fixed noise {fixed_noise:g}", "simulator",
+            ("--curriculum", "noise", "--noise_start", f"{fixed_noise}", "--noise_end", f"{fixed_noise}"),
+            "32.59 (fixed p = 0.5)"),
+        Arm("no-masking", "(d) simulator, curriculum, documents not masked", "simulator",
+            (*curriculum, "--mask_information", "false"), "34.53 vs 36.07 masked (LLaMA-3.2-3B)"),
+    )}
+
+
+REFERENCES = {
+    "warmup": ("warm-up only (no GRPO)", "-"),
+    "direct": ("bundled policy, no search", "- (the paper's direct-prompt baseline)"),
+}
+
+
+@dataclass
+class Settings:
+    out: Path
+    data: Path
+    steps: int
+    seeds: list[int]
+    ablation_seeds: list[int]
+    arms: list[str]
+    train_questions: int
+    test_questions: int
+    fixed_noise: float
+    threads: int
+    sim_backend: str | None
+    engine_backend: str
+    warmup_examples: int
+    batch: int
+    group: int
+    learning_rate: float
+    temperature: float
+    save_steps: int
+    eval_batch: int
+    sim_max_new_tokens: int
+    parallel: int
+    redis_url: str
+    references: bool = True
+    train_extra: list[str] = field(default_factory=list)
+
+    # the rollout lengths (same in training and evaluation; the recipe holds the training copy)
+    max_turns: int = 2
+    max_tokens_per_turn: int = 40
+    max_completion_length: int = 256
+    top_k: int = 3
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"seeds must be comma-separated integers, got {text!r}") from None
+
+
+def _env(threads: int) -> dict[str, str]:
+    n = str(threads)
+    return {"TRL_EXPERIMENTAL_SILENCE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": n,
+            "MKL_NUM_THREADS": n, "PYTHONUNBUFFERED": "1"}
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+# ---- subprocesses with a progress bar -------------------------------------------------------------------
+
+
+_RUNNING: set[subprocess.Popen] = set()  # what a SIGTERM must stop (arms run in worker threads)
+_TRAIN_STEP = re.compile(r"step (\d+) rollout:")
+_TQDM = re.compile(r"(\d+)/(\d+) \[")
+
+
+def run_logged(argv: Sequence[str], log: Path, progress: Progress, description: str, total: int,
+               parse: re.Pattern[str], env: dict[str, str]) -> float:
+    """Run `argv` with its output in `log`, advancing a progress bar from what the log says; returns seconds."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    task = progress.add_task(description, total=total)
+    started = time.perf_counter()
+    with log.open("a") as sink:
+        sink.write(f"\n$ {shlex.join(argv)}\n")
+        sink.flush()
+        proc = subprocess.Popen(list(argv), cwd=ROOT, env=os.environ | env, stdout=sink, stderr=subprocess.STDOUT)
+        _RUNNING.add(proc)
+        try:
+            while proc.poll() is None:
+                time.sleep(2)
+                done = _progress_in(log, parse, total)
+                if done is not None:
+                    progress.update(task, completed=min(done, total))
+        except BaseException:
+            proc.terminate()
+            proc.wait(60)
+            raise
+        finally:
+            _RUNNING.discard(proc)
+    seconds = time.perf_counter() - started
+    progress.remove_task(task)
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        raise RuntimeError(f"{description} failed (exit {proc.returncode}); log {log}:\n{tail}")
+    return seconds
+
+
+def _progress_in(log: Path, parse: re.Pattern[str], total: int) -> int | None:
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - 20000))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return None
+    # a tqdm line counts only when its total is this stage's (model loading and data mapping draw bars too)
+    matches = [m for m in parse.finditer(text) if parse is _TRAIN_STEP or int(m.group(2)) == total]
+    if not matches:
+        return None
+    done = int(matches[-1].group(1))
+    return done + 1 if parse is _TRAIN_STEP else done  # a logged step number is 0-based, tqdm counts done
+
+
+# ---- the stages -------------------------------------------------------------------------------------------
+
+
+def answering_model(url: str) -> str:
+    """The `model` field of the native API's answer (which model wrote, or which engine found, the documents)."""
+    response = httpx.post(url + "/v1/search", json={"query": "capital of France", "k": 1, "noise": 0.0,
+                                                    "question": "What is the capital of France?",
+                                                    "answers": ["Paris"], "seed": 0, "cache": False}, timeout=600)
+    response.raise_for_status()
+    return str(response.json().get("model"))
+
+
+def ensure_data(s: Settings, progress: Progress) -> None:
+    if any((s.data / f"test{suffix}").is_file() for suffix in (".parquet", ".jsonl", ".json")):
+        return
+    argv = [str(VENV_BIN / "zerosearch"), "data", "factbook", "--out", str(s.data)]
+    run_logged(argv, s.out / "logs" / "data.log", progress, "factbook QA", 1, _TQDM, _env(s.threads))
+
+
+def ensure_warmup(s: Settings, sim_url: str, progress: Progress) -> dict[str, Any]:
+    target = s.out / "warmup"
+    marker = target / "warmup.json"
+    if marker.is_file():
+        return json.loads(marker.read_text())
+    argv = [str(VENV_BIN / "zerosearch"), "warmup", "--config", "configs/warmup-miniature.yaml",
+            "--dataset_name", str(s.data), "--max_train_samples", str(s.train_questions),
+            "--num_examples", str(s.warmup_examples), "--search_top_k", str(s.top_k),
+            "--output_dir", str(target), "--search_url", sim_url, "--torch_threads", str(s.threads)]
+    import yaml
+
+    recipe = yaml.safe_load((ROOT / "configs/warmup-miniature.yaml").read_text())
+    total = -(-s.warmup_examples // recipe["per_device_train_batch_size"]) * int(recipe["num_train_epochs"])
+    seconds = run_logged(argv, s.out / "logs" / "warmup.log", progress, "warm-up", total, _TQDM, _env(s.threads))
+    record = {"seconds": round(seconds, 1), "command": _command(argv)}
+    marker.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def train_argv(s: Settings, arm: Arm, seed: int, run_dir: Path, url: str) -> list[str]:
+    return [str(VENV_BIN / "zerosearch"), "train", "--config", "configs/grpo-miniature.yaml",
+            "--model_name_or_path", str(s.out / "warmup"), "--dataset_name", str(s.data),
+            "--max_train_samples", str(s.train_questions), "--max_steps", str(s.steps),
+            "--per_device_train_batch_size", str(s.batch), "--num_generations", str(s.group),
+            "--learning_rate", str(s.learning_rate), "--temperature", str(s.temperature),
+            "--max_turns", str(s.max_turns), "--max_tokens_per_turn", str(s.max_tokens_per_turn),
+            "--max_completion_length", str(s.max_completion_length), "--search_top_k", str(s.top_k),
+            "--save_steps", str(s.save_steps), "--seed", str(seed), "--rollout_seed", str(seed),
+            "--output_dir", str(run_dir), "--search_url", url, "--torch_threads", str(s.threads),
+            "--resume_from_checkpoint", "last", *arm.args, *s.train_extra]
+
+
+def eval_argv(s: Settings, model: str, url: str, output: Path, max_turns: int) -> list[str]:
+    return [str(VENV_BIN / "zerosearch"), "eval", "--model", model, "--data", str(s.data), "--split", "test",
+            "--search_url", url, "--max_samples", str(s.test_questions), "--output", str(output),
+            "--batch_size", str(s.eval_batch), "--max_turns", str(max_turns),
+            "--max_completion_length", str(s.max_completion_length),
+            "--max_tokens_per_turn", str(s.max_tokens_per_turn), "--top_k", str(s.top_k), "--greedy",
+            "--threads", str(s.threads)]
+
+
+def _command(argv: Sequence[str]) -> str:
+    """The command as a user types it (`zerosearch ...` from the repository root)."""
+    parts = [Path(argv[0]).name if argv[0].startswith(str(VENV_BIN)) else argv[0], *argv[1:]]
+    return shlex.join(_rel(Path(p)) if p.startswith(str(ROOT)) else p for p in parts)
+
+
+def evaluate(s: Settings, name: str, model: str, max_turns: int, engine_url: str, run_dir: Path,
+             progress: Progress) -> dict[str, Any]:
+    output = run_dir / "eval.json"
+    marker = run_dir / "eval-done.json"
+    if marker.is_file() and output.is_file():
+        return json.loads(marker.read_text())
+    argv = eval_argv(s, model, engine_url, output, max_turns)
+    seconds = run_logged(argv, run_dir / "eval.log", progress, f"eval {name}", s.test_questions, _TQDM,
+                         _env(s.threads))
+    record = {"seconds": round(seconds, 1), "command": _command(argv)}
+    marker.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def train_arm(s: Settings, arm: Arm, seed: int, url: str, run_dir: Path, progress: Progress) -> dict[str, Any]:
+    marker = run_dir / "train.json"
+    if marker.is_file():
+        return json.loads(marker.read_text())
+    argv = train_argv(s, arm, seed, run_dir, url)
+    seconds = run_logged(argv, run_dir / "train.log", progress, f"train {run_dir.name}", s.steps, _TRAIN_STEP,
+                         _env(s.threads))
+    record = {"seconds": round(seconds, 1), "command": _command(argv)}
+    marker.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def arm_record(name: str, label: str, seed: int | None, run_dir: Path, train: dict[str, Any] | None,
+               evaluation: dict[str, Any], models: dict[str, str], paper: str,
+               trained_against: str | None = None) -> dict[str, Any]:
+    report = json.loads((run_dir / "eval.json").read_text())
+    record: dict[str, Any] = {"diagnostics": diagnostics(report["results"]),
+        "arm": name, "label": label, "seed": seed, "paper": paper, "trained_against": trained_against,
+        "eval": report["overall"],
+        "eval_seconds": evaluation["seconds"], "eval_command": evaluation["command"], "models": models,
+    }
+    if train is not None:
+        state = json.loads((run_dir / "trainer_state.json").read_text())
+        record |= {"train_seconds": train["seconds"], "train_command": train["command"],
+                   "curve": curve(state["log_history"])}
+    (run_dir / "arm.json").write_text(json.dumps(record, indent=2))
+    return record
+
+
+def rescore(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The evaluation's metrics from its stored completions, with the current answer extraction (so that runs
+    evaluated before a scoring fix are scored like the rest)."""
+    from zerosearch_core.scoring import exact_match, f1_score, sub_exact_match
+    from zerosearch_trainer.evaluate import summarise as summarise_eval
+    from zerosearch_trainer.rewards import extract_answer
+
+    scored = []
+    for r in rows:
+        answer = extract_answer(r["completion"])
+        scored.append(r | {"answer": answer, "em": exact_match(answer, r["golden_answers"]),
+                           "sub_em": sub_exact_match(answer, r["golden_answers"]),
+                           "f1": f1_score(answer, r["golden_answers"])})
+    return summarise_eval(scored)["overall"]
+
+
+_INFORMATION = re.compile(r"<information>(.*?)</information>", re.DOTALL)
+
+
+def diagnostics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """How the answers fail: copied from the question, left empty, or the same few strings for everything."""
+    from collections import Counter
+
+    from zerosearch_core.scoring import contains_answer, normalize_answer
+    from zerosearch_trainer.rewards import extract_answer
+
+    rows = [r | {"answer": extract_answer(r["completion"])} for r in rows]
+    answers = [normalize_answer(r["answer"]) for r in rows if r.get("answer")]
+    n = max(1, len(rows))
+    copied = sum(1 for r in rows
+                 if r.get("answer") and normalize_answer(r["answer"]) in normalize_answer(r["question"]))
+    found = sum(1 for r in rows if contains_answer(" ".join(_INFORMATION.findall(r.get("completion", ""))),
+                                                   r["golden_answers"]))
+    top = Counter(answers).most_common(1)
+    return {"gold_in_documents": found / n, "answer_in_question": copied / n, "distinct_answers": len(set(answers)),
+            "most_common_answer_share": top[0][1] / n if top else 0.0,
+            "most_common_answer": top[0][0] if top else ""}
+
+
+CURVE_KEYS = ("reward", "rewards/f1_reward/mean", "rewards/format_reward/mean", "search/searches_per_trajectory",
+              "rollout/answered", "rollout/invalid_actions", "curriculum/noise", "completions/mean_length",
+              "reward_std", "frac_reward_zero_std")
+
+
+def curve(log_history: Sequence[dict[str, Any]]) -> list[dict[str, float]]:
+    return [{"step": e["step"], **{k: e[k] for k in CURVE_KEYS if isinstance(e.get(k), int | float)}}
+            for e in log_history if "reward" in e and "step" in e]
+
+
+# ---- commands ----------------------------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    out: Annotated[Path, typer.Option(help="Output directory (reused: finished parts are skipped).")
+                   ] = Path("outputs/miniature"),
+    data: Annotated[Path | None, typer.Option(
+        help="QA directory with train and test files; default OUT/data, built with `zerosearch data factbook`.")
+                    ] = None,
+    steps: Annotated[int, typer.Option(min=1, help="GRPO steps of every arm.")] = 20,
+    seeds: Annotated[str, typer.Option(help="Seeds of arms (a) and (b), comma-separated.")] = "0,1",
+    ablation_seeds: Annotated[str, typer.Option(help="Seeds of arms (c) and (d).")] = "0",
+    only: Annotated[str, typer.Option(help="Arms to run, comma-separated (zerosearch, real-search, fixed-noise, "
+                                           "no-masking; warmup and direct are always evaluated).")
+                    ] = "zerosearch,real-search,fixed-noise,no-masking",
+    train_questions: Annotated[int, typer.Option(min=1, help="Training questions (the first N of train).")] = 256,
+    test_questions: Annotated[int, typer.Option(min=1, help="Held-out questions (the first N of test).")] = 200,
+    fixed_noise: Annotated[float, typer.Option(min=0.0, max=1.0, help="Noise of arm (c) (paper: 0.5).")] = 0.5,
+    batch: Annotated[int, typer.Option(min=1, help="Trajectories per step (questions x group).")] = 16,
+    group: Annotated[int, typer.Option(min=2, help="GRPO group size (trajectories per question).")] = 4,
+    learning_rate: Annotated[float, typer.Option(help="GRPO learning rate.")] = 5e-6,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of the rollouts.")] = 1.0,
+    save_steps: Annotated[int, typer.Option(min=1, help="Checkpoint every N steps (what a rerun resumes from).")
+                          ] = 5,
+    warmup_examples: Annotated[int, typer.Option(min=1, help="Protocol warm-up trajectories.")] = 128,
+    eval_batch: Annotated[int, typer.Option(min=1, help="Questions generated together in evaluation.")] = 16,
+    max_turns: Annotated[int, typer.Option(min=1, help="Searches before the final answer turn.")] = 2,
+    max_tokens_per_turn: Annotated[int, typer.Option(min=8, help="New tokens per turn.")] = 40,
+    max_completion_length: Annotated[int, typer.Option(min=32, help="Token budget of a trajectory.")] = 256,
+    top_k: Annotated[int, typer.Option(min=1, max=20, help="Documents per search.")] = 3,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads of each process.")] = 1,
+    parallel: Annotated[int, typer.Option(min=1, help=(
+        "Arms trained (and evaluated) at the same time; the simulator batches their searches together."))] = 1,
+    sim_max_new_tokens: Annotated[int, typer.Option(min=8, help=(
+        "ZS_MAX_NEW_TOKENS of the simulator: its generation budget per search. The policy reads at most 96 tokens "
+        "of documents per search (the recipe's max_information_tokens), so more is wasted CPU."))] = 128,
+    redis_url: Annotated[str, typer.Option(help=(
+        "The simulator's cache (its own database): a restarted run gets the searches it already paid for back; "
+        "'' for the in-process cache."))] = "redis://127.0.0.1:6379/13",
+    sim_backend: Annotated[str | None, typer.Option(
+        help="Simulator backend; default: `zerosearch serve`'s default (the tuned model when installed).")] = None,
+    engine_backend: Annotated[str, typer.Option(help="The real engine's backend.")] = "corpus",
+    train_arg: Annotated[list[str] | None, typer.Option(
+        "--train-arg", help="Extra `zerosearch train` argument for every arm (repeat), e.g. --train-arg=--beta "
+                            "--train-arg=0.001.")] = None,
+    references: Annotated[bool, typer.Option(help="Evaluate the references (warm-up only, direct answer).")] = True,
+    doc: Annotated[Path | None, typer.Option(help="Markdown file whose marked table section to rewrite.")] = None,
+) -> None:
+    """Train every arm, evaluate arms and references against the real engine, then write the report."""
+    chosen = [a.strip() for a in only.split(",") if a.strip()]
+    known = arms(fixed_noise)
+    if unknown := [a for a in chosen if a not in known]:
+        raise typer.BadParameter(f"unknown arm(s) {unknown}; choose from {list(known)}", param_hint="--only")
+    if batch % group:
+        raise typer.BadParameter(f"--batch {batch} must be a multiple of --group {group}", param_hint="--batch")
+    s = Settings(out=out.resolve(), data=(data or out / "data").resolve(), steps=steps, seeds=_seeds(seeds),
+                 ablation_seeds=_seeds(ablation_seeds), arms=chosen, train_questions=train_questions,
+                 test_questions=test_questions, fixed_noise=fixed_noise, threads=threads, sim_backend=sim_backend,
+                 engine_backend=engine_backend, warmup_examples=warmup_examples, batch=batch, group=group,
+                 learning_rate=learning_rate, temperature=temperature, save_steps=save_steps,
+                 eval_batch=eval_batch, sim_max_new_tokens=sim_max_new_tokens,
+                 parallel=parallel, redis_url=redis_url, references=references, train_extra=list(train_arg or []),
+                 max_turns=max_turns,
+                 max_tokens_per_turn=max_tokens_per_turn, max_completion_length=max_completion_length, top_k=top_k)
+    # SIGTERM (and SIGINT, which background jobs ignore) unwinds: the running step and both servers are stopped
+    signal.signal(signal.SIGTERM, _stop)
+    s.out.mkdir(parents=True, exist_ok=True)
+    (s.out / "settings.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v
+                                                     for k, v in vars(s).items()}, indent=2))
+    try:
+        _run(s, known)
+    except RuntimeError as exc:
+        console.print(f"[red]Error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    write_report(s.out, doc)
+
+
+def _stop(*_: Any) -> None:
+    for proc in list(_RUNNING):
+        proc.terminate()
+    sys.exit(143)
+
+
+def _run(s: Settings, known: dict[str, Arm]) -> None:
+    plan = [(known[name], seed) for name in s.arms
+            for seed in (s.seeds if name in ("zerosearch", "real-search") else s.ablation_seeds)]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    started = time.perf_counter()
+    with Progress(*columns, console=console) as progress:
+        overall = progress.add_task("miniature", total=len(plan) * 2 + len(REFERENCES) * s.references + 1)
+        ensure_data(s, progress)
+        sim_env = _env(s.threads) | {"ZS_TIMEOUT_S": "600", "ZS_MAX_NEW_TOKENS": str(s.sim_max_new_tokens)}
+        console.print("starting the simulator ...")
+        with start_simulator(backend=s.sim_backend, redis_url=s.redis_url or None, env=sim_env,
+                             name="miniature-sim") as sim:
+            models = {"simulator": answering_model(sim.url)}
+            console.print(f"simulator: {models['simulator']}")
+            ensure_warmup(s, sim.url, progress)
+            progress.advance(overall)
+            console.print("starting the real engine ...")
+            with _start_engine(s) as engine:
+                models["engine"] = answering_model(engine.url)
+                console.print(f"real engine: {models['engine']}")
+                (s.out / "models.json").write_text(json.dumps(models, indent=2))
+                failures = _run_jobs(s, plan, sim.url, engine.url, models, progress, overall)
+    console.print(f"done in {time.perf_counter() - started:.0f} s")
+    if failures:
+        raise RuntimeError("; ".join(failures))
+
+
+def _run_jobs(s: Settings, plan: list[tuple[Arm, int]], sim_url: str, engine_url: str, models: dict[str, str],
+              progress: Progress, overall: Any) -> list[str]:
+    """The references' evaluations and each arm's training then evaluation, `s.parallel` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def reference(name: str) -> None:
+        label, paper = REFERENCES[name]
+        run_dir = s.out / "runs" / name
+        model, turns = (str(s.out / "warmup"), s.max_turns) if name == "warmup" else ("bundled", 0)
+        evaluation = evaluate(s, name, model, turns, engine_url, run_dir, progress)
+        arm_record(name, label, None, run_dir, None, evaluation, models, paper)
+        progress.advance(overall)
+
+    def arm_job(arm: Arm, seed: int) -> None:
+        run_dir = s.out / "runs" / f"{arm.name}-seed{seed}"
+        train = train_arm(s, arm, seed, sim_url if arm.engine == "simulator" else engine_url, run_dir, progress)
+        progress.advance(overall)
+        evaluation = evaluate(s, run_dir.name, str(run_dir), s.max_turns, engine_url, run_dir, progress)
+        arm_record(arm.name, arm.label, seed, run_dir, train, evaluation, models, arm.paper, arm.engine)
+        progress.advance(overall)
+
+    # the main comparison first, seed by seed, so that a run cut short still has (a) beside (b) and the warm-up
+    order: list[tuple[str, Any]] = [(f"{a.name}-seed{seed}", (arm_job, a, seed)) for a, seed in plan
+                                    if a.engine == "corpus" or a.name == "zerosearch"]
+    order.sort(key=lambda item: (item[1][2], item[1][1].engine))
+    if s.references:
+        order.append(("warmup", (reference, "warmup")))
+    order += [(f"{a.name}-seed{seed}", (arm_job, a, seed)) for a, seed in plan
+              if not (a.engine == "corpus" or a.name == "zerosearch")]
+    if s.references:
+        order.append(("direct", (reference, "direct")))
+    failures = []
+    with ThreadPoolExecutor(max_workers=s.parallel) as pool:
+        jobs = {pool.submit(*call): name for name, call in order}
+        for future, name in jobs.items():
+            try:
+                future.result()
+            except RuntimeError as exc:  # one arm failing leaves the others running; its log says why
+                console.print(f"[red]{name} failed:[/red] {exc}")
+                failures.append(f"{name} failed")
+    return failures
+
+
+def _start_engine(s: Settings) -> ServerProcess:
+    return start_simulator(backend=s.engine_backend, env=_env(s.threads) | {"ZS_TIMEOUT_S": "600"},
+                           name="miniature-engine")
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="The `run` output directory.")] = Path("outputs/miniature"),
+    doc: Annotated[Path | None, typer.Option(help="Markdown file whose marked table section to rewrite.")] = None,
+) -> None:
+    """Summarise finished arms: OUT/summary.json, OUT/table.md, OUT/reward_curves.png (and the --doc table)."""
+    if not (out / "runs").is_dir():
+        console.print(f"[red]Error:[/red] {out}/runs does not exist; run `python bench/miniature.py run` first")
+        raise typer.Exit(1)
+    write_report(out, doc)
+
+
+def _mean_spread(values: list[float]) -> tuple[float, float]:
+    mean = statistics.fmean(values)
+    return mean, (max(values) - min(values)) / 2 if len(values) > 1 else 0.0
+
+
+def _reward_ratio(points: list[dict[str, float]], window: int = 10) -> float | None:
+    rewards = [p["reward"] for p in points if "reward" in p]
+    if len(rewards) < 2:
+        return None
+    w = min(window, len(rewards) // 2)
+    first = statistics.fmean(rewards[:w])
+    last = statistics.fmean(rewards[-w:])
+    return last / first if first > 0 else None
+
+
+def summarise(out: Path) -> dict[str, Any]:
+    records = []
+    for path in sorted((out / "runs").glob("*/arm.json")):
+        record = json.loads(path.read_text())
+        results = json.loads((path.parent / "eval.json").read_text())["results"]
+        record["diagnostics"] = diagnostics(results)
+        record["eval_as_run"], record["eval"] = record["eval"], rescore(results)
+        records.append(record)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault(r["arm"], []).append(r)
+    order = ["zerosearch", "real-search", "fixed-noise", "no-masking", "warmup", "direct"]
+    rows = []
+    for name in sorted(groups, key=lambda n: order.index(n) if n in order else len(order)):
+        runs = groups[name]
+        row: dict[str, Any] = {"arm": name, "label": runs[0]["label"], "paper": runs[0]["paper"],
+                               "seeds": [r["seed"] for r in runs], "n": runs[0]["eval"]["n"]}
+        for metric in ("em", "f1", "sub_em", "searches_per_question", "answered"):
+            row[metric], row[f"{metric}_spread"] = _mean_spread([r["eval"][metric] for r in runs])
+        row["per_seed_em"] = [r["eval"]["em"] for r in runs]
+        row["diagnostics"] = [r["diagnostics"] for r in runs]
+        row["answered_as_run"] = [r["eval_as_run"]["answered"] for r in runs]
+        row["eval_seconds"] = [r["eval_seconds"] for r in runs]
+        if "train_seconds" in runs[0]:
+            row["train_seconds"] = [r["train_seconds"] for r in runs]
+            ratios = [_reward_ratio(r["curve"]) for r in runs]
+            row["reward_last10_over_first10"] = ratios
+            row["commands"] = [r["train_command"] for r in runs] + [r["eval_command"] for r in runs]
+        else:
+            row["commands"] = [r["eval_command"] for r in runs]
+        rows.append(row)
+    by = {r["arm"]: r for r in rows}
+    targets: dict[str, Any] = {}
+    if "warmup" in by:
+        for name in ("zerosearch", "real-search"):
+            if name in by:
+                targets[f"{name}_minus_warmup_em_points"] = round(100 * (by[name]["em"] - by["warmup"]["em"]), 2)
+    if "zerosearch" in by and "real-search" in by and by["real-search"]["em"] > 0:
+        targets["zerosearch_over_real_search_em"] = round(by["zerosearch"]["em"] / by["real-search"]["em"], 3)
+    if "zerosearch" in by:
+        targets["zerosearch_reward_last10_over_first10"] = by["zerosearch"].get("reward_last10_over_first10")
+    models = json.loads((out / "models.json").read_text()) if (out / "models.json").is_file() else {}
+    return {"rows": rows, "targets": targets, "models": models, "curves": {
+        f"{r['arm']}-seed{r['seed']}": r["curve"] for r in records if "curve" in r}}
+
+
+def table_markdown(summary: dict[str, Any]) -> str:
+    lines = ["| arm | seeds | EM | F1 | sub-EM | searches/q | answered | train s | eval s | paper (EM, 3B) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(row: dict[str, Any], key: str, scale: float = 100.0, digits: int = 1) -> str:
+        value, spread = row[key] * scale, row[f"{key}_spread"] * scale
+        return f"{value:.{digits}f} ± {spread:.{digits}f}" if len(row["seeds"]) > 1 else f"{value:.{digits}f}"
+
+    for row in summary["rows"]:
+        seeds = ",".join(str(s) for s in row["seeds"] if s is not None) or "-"
+        train = "/".join(f"{t:.0f}" for t in row.get("train_seconds", [])) or "-"
+        evals = "/".join(f"{t:.0f}" for t in row["eval_seconds"])
+        lines.append(f"| {row['label']} | {seeds} | {cell(row, 'em')} | {cell(row, 'f1')} | {cell(row, 'sub_em')} | "
+                     f"{cell(row, 'searches_per_question', 1.0, 2)} | {cell(row, 'answered')} | {train} | {evals} | "
+                     f"{row['paper']} |")
+    n = summary["rows"][0]["n"] if summary["rows"] else 0
+    lines.append("")
+    lines.append(f"EM, F1, sub-EM and answered in %, on {n} held-out questions, greedy decoding, searches against the "
+                 "real engine; ± is half the range over seeds. "
+                 f"Simulator: {summary['models'].get('simulator', '?')}; real engine: "
+                 f"{summary['models'].get('engine', '?')}.")
+    lines += ["", "| arm | seed | gold answer in a retrieved document | answered, counting the invalid-action message "
+              "| most common answer (share) | answer copied from the question |", "|---|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        for seed, d, as_run in zip(row["seeds"], row["diagnostics"], row["answered_as_run"], strict=True):
+            common = f"{d['most_common_answer'] or '-'!r} ({100 * d['most_common_answer_share']:.1f})"
+            lines.append(f"| {row['label']} | {'-' if seed is None else seed} | {100 * d['gold_in_documents']:.1f} | "
+                         f"{100 * as_run:.1f} | {common} | {100 * d['answer_in_question']:.1f} |")
+    if summary["targets"]:
+        lines.append("")
+        lines.append("Targets: " + "; ".join(f"{k} = {v}" for k, v in summary["targets"].items()))
+    return "\n".join(lines)
+
+
+def plot_curves(summary: dict[str, Any], path: Path) -> Path | None:
+    if not summary["curves"]:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("reward (F1)", "reward"), ("searches per trajectory", "search/searches_per_trajectory"),
+              ("answered rate", "rollout/answered"), ("curriculum noise", "curriculum/noise")]
+    colours = {"zerosearch": "tab:blue", "real-search": "tab:orange", "fixed-noise": "tab:green",
+               "no-masking": "tab:red"}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (title, key) in zip(axes[0], panels, strict=True):
+        for name, points in sorted(summary["curves"].items()):
+            xy = [(p["step"], p[key]) for p in points if key in p]
+            if xy:
+                arm, _, seed = name.rpartition("-seed")
+                xs, ys = zip(*xy, strict=True)
+                ax.plot(xs, ys, color=colours.get(arm), linestyle="-" if seed == "0" else "--", marker="o",
+                        markersize=2, label=name)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def write_report(out: Path, doc: Path | None) -> None:
+    summary = summarise(out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    table = table_markdown(summary)
+    (out / "table.md").write_text(table + "\n")
+    figure = plot_curves(summary, out / "reward_curves.png")
+    if doc is not None:
+        text = doc.read_text() if doc.is_file() else f"{TABLE_BEGIN}\n{TABLE_END}\n"
+        if TABLE_BEGIN not in text or TABLE_END not in text:
+            raise typer.BadParameter(f"{doc} has no {TABLE_BEGIN} ... {TABLE_END} section", param_hint="--doc")
+        head, rest = text.split(TABLE_BEGIN, 1)
+        _, tail = rest.split(TABLE_END, 1)
+        doc.write_text(f"{head}{TABLE_BEGIN}\n{table}\n{TABLE_END}{tail}")
+    console.print(table)
+    if figure:
+        console.print(f"reward curves: {figure}")
+
+
+if __name__ == "__main__":
+    app()
