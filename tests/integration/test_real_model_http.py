@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 on_module_loop = pytest.mark.asyncio(loop_scope="module")
 VENV_BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT_S = 600  # the first start converts the bundled GGUF into a checkpoint
+SLOW_S = 900  # searches whose sets may be continued and re-checked: ZS_TIMEOUT_S on a loaded 2-core machine
 
 
 class Server(ServeProcess):
@@ -57,7 +58,9 @@ async def test_real_model_answers_with_k_documents(http, server):
     assert r.status_code == 200, r.text
     body = r.json()
     assert "SmolLM2" in body["model"]
-    assert 1 <= len(body["documents"]) <= 3 and body["partial"] == (len(body["documents"]) < 3)
+    # The structure is enforced: a reply that stops early is continued, so the untuned model gives k.
+    assert len(body["documents"]) == 3 and not body["partial"]
+    assert body["verification"] in ("passed", "repaired", "failed")
     for doc in body["documents"]:
         assert doc["label"] == "useful" and doc["url"].startswith("https://") and ".example/" in doc["url"]
         assert len(doc["snippet"].split()) >= 4 and doc["title"]
@@ -97,8 +100,45 @@ async def test_identical_concurrent_misses_generate_once(http, server):
     rs = await asyncio.gather(*(http.post("/v1/search", json=body) for _ in range(16)))
     assert [r.status_code for r in rs] == [200] * 16, rs[0].text
     assert sum(not r.json()["cached"] for r in rs) == 1
-    # one search = one generation, or two when the model wrote too few documents and was retried once
-    assert server.metric("zerosearch_generations_total") - before in (1, 2)
+    # one search = one generation, and up to k more when the model stopped early and was continued
+    assert 1 <= server.metric("zerosearch_generations_total") - before <= 3
+
+
+@on_module_loop
+async def test_five_documents_and_verified_labels_from_the_untuned_model(http, server):
+    """The sft prompt with question and answer, k = 5: both sets have exactly five documents, and the label
+    check either holds or says it failed; a noisy set that passed or was repaired leaks no answer."""
+    question, answers = "In which country is Chichen Itza?", ["Mexico"]
+    checks_before = server.metric("zerosearch_label_checks_total")
+    rs = await asyncio.gather(*(http.post("/v1/search", json={
+        "query": question, "question": question, "answers": answers, "k": 5, "noise": noise, "seed": 3,
+        "cache": False}, timeout=SLOW_S) for noise in (0.0, 1.0)))
+    useful, noisy = (r.json() for r in rs)
+    for body in (useful, noisy):
+        assert len(body["documents"]) == 5 and not body["partial"], body
+        assert body["regenerated"] <= 5 * 2  # ZS_LABEL_RETRIES per violating document
+        assert all(isinstance(d["has_answer"], bool) for d in body["documents"])
+    assert not useful["noisy"] and noisy["noisy"]
+    if useful["verification"] != "failed":
+        assert any(d["has_answer"] for d in useful["documents"])
+    if noisy["verification"] != "failed":
+        assert not any(d["has_answer"] for d in noisy["documents"])
+    assert server.metric("zerosearch_label_checks_total") - checks_before == 2
+
+
+@on_module_loop
+async def test_dialect_clients_asking_for_k_results_get_k(http):
+    """Drop-in clients ask for 3 to 5 results: the default model gives that many."""
+    tavily = await http.post("/search", json={"query": "history of the bicycle", "max_results": 4}, timeout=SLOW_S)
+    assert tavily.status_code == 200, tavily.text
+    assert len(tavily.json()["results"]) == 4
+    serper = await http.post("/search", json={"q": "history of the telescope", "num": 3}, timeout=SLOW_S)
+    assert serper.status_code == 200, serper.text
+    assert len(serper.json()["organic"]) == 3
+    retrieve = await http.post("/retrieve", json={"queries": ["history of the compass"], "topk": 5},
+                               timeout=SLOW_S)
+    assert retrieve.status_code == 200, retrieve.text
+    assert [len(docs) for docs in retrieve.json()["result"]] == [5]
 
 
 BAD_BODIES = [b'{"query": ""}', b'{"query": "a\\u0000b"}', b'{"query": "q", "k": 99}', b'{"query": "q", "noise": "x"}',

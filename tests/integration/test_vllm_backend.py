@@ -8,9 +8,7 @@ cores (enforce_eager; the first start also converts the bundled GGUF, a minute m
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.conftest import free_port
+from tests.harness import PORT, ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 VLLM_BIN = ROOT / ".venv-vllm" / "bin"
@@ -33,53 +31,22 @@ pytestmark = [
 ]
 
 
-class VLLMServer:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"zerosearch-serve-vllm-{self.port}.log"
-        env = os.environ | {"ZS_MAX_NEW_TOKENS": "48", "ZS_TEMPERATURE": "0.7", "ZS_LOG_LEVEL": "info",
-                            "ZS_VLLM_MAX_MODEL_LEN": "2048", "VLLM_CPU_KVCACHE_SPACE": "1"}
-        env.pop("ZS_REDIS_URL", None)  # the in-process cache: this test is about the backend
-        started = time.monotonic()
-        self.proc = subprocess.Popen([str(VLLM_BIN / "zerosearch"), "serve", "--backend", "vllm",
-                                      "--port", str(self.port)], cwd=ROOT, env=env, stdout=self.log.open("w"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = started + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"zerosearch serve --backend vllm exited with {self.proc.returncode}:\n"
-                                   f"{self.log.read_text()[-6000:]}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    self.startup_s = time.monotonic() - started
-                    print(f"zerosearch serve --backend vllm ready in {self.startup_s:.0f} s")
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        self.stop()
-        raise RuntimeError(f"not ready after {STARTUP_TIMEOUT_S} s:\n{self.log.read_text()[-6000:]}")
-
-    def metric(self, name: str) -> float:
-        text = httpx.get(self.url + "/metrics").text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name + " ") or line.startswith(name + "{"))
-
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # uvicorn's graceful shutdown runs the lifespan's end
-            try:
-                self.proc.wait(90)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
+def vllm_server() -> ServerProcess:
+    """`zerosearch serve --backend vllm` from `.venv-vllm`. Stopped by SIGTERM to the server alone (uvicorn's
+    graceful shutdown runs the lifespan's end, which stops the engine core); whatever of its process group is
+    left after that, or after the grace period, is killed."""
+    env = {"ZS_MAX_NEW_TOKENS": "48", "ZS_TEMPERATURE": "0.7", "ZS_LOG_LEVEL": "info",
+           "ZS_VLLM_MAX_MODEL_LEN": "2048", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    server = ServerProcess([str(VLLM_BIN / "zerosearch"), "serve", "--backend", "vllm", "--port", PORT], env=env,
+                           drop_env=("ZS_REDIS_URL",),  # the in-process cache: this test is about the backend
+                           name="serve-vllm", startup_s=STARTUP_TIMEOUT_S, poll_s=1, grace_s=90)
+    print(f"zerosearch serve --backend vllm ready in {server.ready_after_s:.0f} s")
+    return server
 
 
 @pytest.fixture(scope="module")
 def server():
-    srv = VLLMServer()
+    srv = vllm_server()
     yield srv
     srv.stop()
 

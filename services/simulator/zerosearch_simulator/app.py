@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from zerosearch_core.models import ModelUnavailableError
 from zerosearch_core.schemas import CurriculumState
 from zerosearch_simulator.api import native, system
 from zerosearch_simulator.api.dialects import dialects_lifespan, include_dialects
@@ -19,6 +20,7 @@ from zerosearch_simulator.engine import SearchEngine
 from zerosearch_simulator.errors import install_error_handlers
 from zerosearch_simulator.metrics import Metrics
 from zerosearch_simulator.middleware import RequestContextMiddleware
+from zerosearch_simulator.ratelimit import RateLimiter, RateLimitMiddleware, parse_rate
 from zerosearch_simulator.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -48,8 +50,13 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
         logger.info("starting %s", settings.backend if not injected else "+".join(type(p).__name__ for p in parts))
         if engine_backend is not None:
             engine_backend.on_batch = metrics.batch_size.observe
+        if engine_retriever is not None:
+            engine_retriever.bind_metrics(metrics)
         for part in parts:
-            await part.start()
+            try:
+                await part.start()
+            except OSError as exc:  # a model neither on disk nor reachable on the hub, an unreadable file
+                raise ModelUnavailableError(f"{type(part).__name__} could not start: {exc}") from None
         cache = build_cache(settings, metrics)
         initial = CurriculumState(total_steps=settings.curriculum_total_steps, start=settings.curriculum_start,
                                   end=settings.curriculum_end, base=settings.curriculum_base)
@@ -57,6 +64,11 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
         engine = SearchEngine(settings=settings, backend=engine_backend, retriever=engine_retriever, cache=cache,
                               curriculum=curriculum, metrics=metrics)
         app.state.engine = engine
+        if settings.rate_limit:
+            app.state.rate_limiter = RateLimiter(parse_rate(settings.rate_limit), redis=getattr(cache, "redis", None),
+                                                 on_error=metrics.cache_errors.inc)
+            logger.info("rate limit: %s per client (%s)", app.state.rate_limiter.rate,
+                        "shared through Redis" if cache.kind == "redis" else "counted in this process")
         logger.info("ready: model=%s cache=%s (%s)", engine.model_id, cache.kind, await cache.status())
         try:
             async with dialects_lifespan(app):
@@ -76,6 +88,8 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     app.include_router(native.router)
     app.include_router(system.router)
     include_dialects(app)
+    if settings.rate_limit:  # off by default: no middleware, no cost
+        app.add_middleware(RateLimitMiddleware)
     app.add_middleware(RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app
 

@@ -155,7 +155,8 @@ class SearchEngine:
         noise, noisy, seed = await self.decide(request)
         label: Label = "noisy" if noisy else "useful"
         extra: dict[str, Any] = {}
-        if label == "useful" and self.retriever is not None:
+        real = label == "useful" and self.retriever is not None
+        if real:
             # Not verified: a real engine's results are what it found, answer or not.
             extra = {"verification": "skipped" if request.answers else None}
             key = real_cache_key(engine=self.retriever.model_id, query=request.query, k=request.k)
@@ -176,6 +177,8 @@ class SearchEngine:
             value, cached = await self.cache.get_or_compute(key, generate)
         else:
             value, cached = await generate(), False
+        if cached and real and self.retriever is not None:
+            self.retriever.on_cache_hit()
         self._results[label].inc()
         return _Found(value=value, noise=noise, noisy=noisy, cached=cached, started=started, extra=extra)
 

@@ -1,7 +1,9 @@
 """The one place where exceptions become HTTP responses: `{"error": {"code", "message", "field"}}`.
 
 Client mistakes are 4xx with a message saying what to fix; a full queue is 503 with
-Retry-After; a generation past its deadline is 504; only a genuine bug is a 500.
+Retry-After; a generation past its deadline is 504; a real search API behind the front that fails is 502 (429
+with its Retry-After when it rate-limits, or when the daily upstream budget is spent; 504 when it times out);
+only a genuine bug is a 500.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
-from zerosearch_core.errors import BackendError, GenerationTimeoutError, QueueFullError, RequestError
+from zerosearch_core.errors import BackendError, GenerationTimeoutError, QueueFullError, RequestError, UpstreamError
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +110,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GenerationTimeoutError)
     async def _timeout(request: Request, exc: GenerationTimeoutError) -> JSONResponse:
         return error_response(504, exc.code, exc.message)
+
+    @app.exception_handler(UpstreamError)
+    async def _upstream(request: Request, exc: UpstreamError) -> JSONResponse:
+        headers = None if exc.retry_after_s is None else {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+        return error_response(exc.status, exc.code, exc.message, headers=headers)
 
     @app.exception_handler(BackendError)
     async def _backend(request: Request, exc: BackendError) -> JSONResponse:

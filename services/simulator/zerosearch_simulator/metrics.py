@@ -31,12 +31,35 @@ class Metrics:
         self.results = Counter("zerosearch_results", "Result sets returned, by label.", ["label"], registry=r)
         self.backend_errors = Counter("zerosearch_backend_errors", "Failed generations.", registry=r)
         self.cache_errors = Counter("zerosearch_cache_errors", "Failed cache (Redis) operations.", registry=r)
+        # ZS_BACKEND=upstream: a real search API behind the front (labels never hold the key).
+        self.upstream_requests = Counter(
+            "zerosearch_upstream_requests",
+            "Requests sent to the upstream search API, by outcome (ok, auth_error, rate_limited, server_error, "
+            "rejected, timeout, unreachable, malformed) and HTTP status ('none': no answer).",
+            ["upstream", "outcome", "status"], registry=r)
+        self.upstream_duration = Histogram("zerosearch_upstream_request_duration_seconds",
+                                           "Latency of each request to the upstream search API.", ["upstream"],
+                                           buckets=_LATENCY_BUCKETS, registry=r)
+        self.upstream_cache_savings = Counter(
+            "zerosearch_upstream_cache_savings",
+            "Searches answered from the cache (or by another caller's upstream call) without an upstream call.",
+            ["upstream"], registry=r)
+        self.upstream_spend = Counter(
+            "zerosearch_upstream_spend_dollars",
+            "Estimated upstream spend: answered upstream requests times ZS_UPSTREAM_PRICE_PER_1K / 1000.",
+            ["upstream"], registry=r)
+        self.upstream_budget_refused = Counter(
+            "zerosearch_upstream_budget_refused",
+            "Searches refused (429) because ZS_UPSTREAM_MAX_QUERIES was spent for the day.", ["upstream"],
+            registry=r)
         self.continuations = Counter(
             "zerosearch_continuations", "Generations that continued a reply which stopped before k documents.",
             registry=r)
         self.label_checks = Counter("zerosearch_label_checks",
                                     "Label verifications of generated sets, by label and result "
                                     "(passed, repaired, failed).", ["label", "result"], registry=r)
+        self.rate_limited = Counter("zerosearch_rate_limited", "Requests refused with 429 by ZS_RATE_LIMIT.",
+                                    registry=r)
         for result in ("hit", "miss"):
             self.cache_requests.labels(result=result)
         for label in ("useful", "noisy"):

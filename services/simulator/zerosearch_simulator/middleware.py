@@ -2,6 +2,8 @@
 
 - request id: taken from `X-Request-ID` or made up, echoed back, set in every log line;
 - body limit: bodies over ZS_MAX_BODY_BYTES get 413 before they are read whole;
+- header limit: more than MAX_HEADER_BYTES of headers get 431 (uvicorn's parser sets no limit; nginx in front
+  refuses far less, see deploy/nginx);
 - metrics and an access log line per request, labelled by route template (bounded cardinality).
 """
 
@@ -22,6 +24,7 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 # Made-up request ids: a random prefix per process and a counter, unique across replicas and cheaper than uuid4.
 _ID_PREFIX = secrets.token_hex(4)
 _ID_COUNTER = itertools.count(1)
+MAX_HEADER_BYTES = 64 * 1024
 
 
 class RequestContextMiddleware:
@@ -37,7 +40,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = declared = None
+        header_bytes = 0
         for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value)
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")[:64]
             elif name == b"content-length":
@@ -75,7 +80,11 @@ class RequestContextMiddleware:
             return message
 
         try:
-            if declared is not None and declared.isdigit() and int(declared) > limit:
+            if header_bytes > MAX_HEADER_BYTES:
+                status = 431
+                await _refuse(send, 431, "headers_too_large",
+                              f"The request headers are larger than {MAX_HEADER_BYTES} bytes.", request_id)
+            elif declared is not None and declared.isdigit() and int(declared) > limit:
                 status = 413
                 await _too_large(send, limit, request_id)
             else:
@@ -95,10 +104,13 @@ class RequestContextMiddleware:
 
 
 async def _too_large(send: Any, limit: int, request_id: str) -> None:
-    body = json.dumps({"error": {"code": "payload_too_large",
-                                 "message": f"The request body is larger than {limit} bytes (ZS_MAX_BODY_BYTES).",
-                                 "field": None}}).encode()
-    await send({"type": "http.response.start", "status": 413,
+    await _refuse(send, 413, "payload_too_large",
+                  f"The request body is larger than {limit} bytes (ZS_MAX_BODY_BYTES).", request_id)
+
+
+async def _refuse(send: Any, status: int, code: str, message: str, request_id: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message, "field": None}}).encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"x-request-id", request_id.encode("latin-1"))]})
     await send({"type": "http.response.body", "body": body})

@@ -2,17 +2,49 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# ZS_RATE_LIMIT's format. It lives here, not in ratelimit.py, because the setting is validated at start-up and
+# ratelimit.py imports the dialects (for their 429 shapes), which import the settings.
+_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_UNITS = {"s": "second", "sec": "second", "m": "minute", "min": "minute", "h": "hour", "hr": "hour", "d": "day"}
+_RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d+\s*)?([a-z]+?)s?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    period_s: int
+
+    def __str__(self) -> str:
+        return f"{self.count} per {self.period_s} s"
+
+
+def parse_rate(text: str) -> Rate:
+    """'60/minute', '10/s', '1000 per day', '5/10s' -> Rate; ValueError with an example otherwise."""
+    match = _RATE.match(text)
+    unit = match and _UNITS.get(match.group(3).lower(), match.group(3).lower())
+    if not match or unit not in _PERIODS or int(match.group(1)) < 1:
+        raise ValueError(f"ZS_RATE_LIMIT={text!r} is not a rate: use COUNT/PERIOD with a count >= 1 and a period "
+                         "of second, minute, hour or day, e.g. '60/minute' or '5/10s'")
+    multiple = int(match.group(2)) if match.group(2) else 1
+    if multiple < 1:
+        raise ValueError(f"ZS_RATE_LIMIT={text!r}: the period must be at least 1 {unit}")
+    return Rate(int(match.group(1)), multiple * _PERIODS[unit])
 
 
 class Settings(BaseSettings):
     """Every field is read from `ZS_<NAME>` (e.g. `ZS_MAX_BATCH=16`)."""
 
-    model_config = SettingsConfigDict(env_prefix="ZS_", extra="ignore")
+    # hide_input_in_errors: a validation error's text would otherwise carry every input, ZS_UPSTREAM_KEY included.
+    model_config = SettingsConfigDict(env_prefix="ZS_", extra="ignore", hide_input_in_errors=True)
 
     # serving
     host: str = Field("127.0.0.1", description="Interface to bind.")
@@ -47,6 +79,8 @@ class Settings(BaseSettings):
     max_queue: int = Field(256, ge=1, description="Most generations waiting or running; beyond: 503 + Retry-After.")
     timeout_s: float = Field(120.0, gt=0.0, description="Deadline of one search's generation (504 after).")
     openai_base_urls: str | None = Field(None, description="Comma-separated base URLs for the openai backend.")
+    scripted_delay_s: float = Field(0.0, ge=0.0, le=3600.0, description=(
+        "ZS_BACKEND=scripted: seconds each canned generation takes (stands in for a model in load and fault tests)."))
 
     # vllm backend (ZS_BACKEND=vllm)
     vllm_tensor_parallel_size: int = Field(1, ge=1, description="GPUs one vLLM engine spans (tensor parallel).")
@@ -76,17 +110,24 @@ class Settings(BaseSettings):
     cache_dir: str | None = Field(None, description=(
         "Where indexes and converted models are kept; unset: $XDG_CACHE_HOME/zerosearch or ~/.cache/zerosearch."))
     upstream: Literal["serpapi", "tavily", "brave", "serper", "searxng", "google_cse", "exa", "retrieve"] | None = (
-        Field(None, description="ZS_BACKEND=upstream: the real search API behind the front."))
-    upstream_url: str | None = Field(None, description="The upstream's base URL; unset: the API's public address.")
-    upstream_key: str | None = Field(None, repr=False, description=(
+        Field(None, description=(
+            "ZS_BACKEND=upstream: the real search API behind the front (serpapi, tavily, brave, serper, searxng, "
+            "google_cse, exa, or retrieve: any Search-R1 /retrieve server).")))
+    upstream_url: str | None = Field(None, description=(
+        "The upstream's base URL; unset: the API's public address (searxng and retrieve have none: set it)."))
+    upstream_key: SecretStr | None = Field(None, description=(
         "The upstream's API key (never logged, never in a response or a metric label)."))
-    upstream_cx: str | None = Field(None, description="google_cse: the search engine id (cx).")
-    upstream_timeout_s: float = Field(15.0, gt=0.0, description="Deadline of one upstream attempt.")
-    upstream_retries: int = Field(2, ge=0, le=10, description="Further attempts after a failed one (backoff).")
+    upstream_key_file: str | None = Field(None, description=(
+        "A file holding the upstream's API key (a mounted secret, e.g. /run/secrets/upstream_key), read at "
+        "start-up; instead of ZS_UPSTREAM_KEY."))
+    upstream_cx: str | None = Field(None, description="google_cse: the Programmable Search Engine id (cx).")
+    upstream_timeout_s: float = Field(15.0, gt=0.0, le=600.0, description="Deadline of one upstream attempt.")
+    upstream_retries: int = Field(2, ge=0, le=10, description=(
+        "Further attempts after a failed one, with backoff, only where a retry is safe (no answer, 5xx)."))
     upstream_max_queries: int | None = Field(None, ge=1, description=(
         "Upstream calls allowed per UTC day, shared across replicas through Redis; then 429. Unset: no budget."))
     upstream_price_per_1k: float = Field(0.0, ge=0.0, description=(
-        "Price of 1,000 upstream queries, for the estimated-spend metric."))
+        "Price of 1,000 upstream queries in dollars, for the estimated-spend metric."))
 
     # label verification and limits
     verify_labels: bool = Field(True, description=(
@@ -119,11 +160,38 @@ class Settings(BaseSettings):
             raise ValueError("ZS_CURRICULUM_BASE must not be 1 (the schedule divides by base - 1)")
         return value
 
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            parse_rate(value)  # raises ValueError saying what a rate looks like
+            return value.strip()
+        return None
+
     @model_validator(mode="after")
     def _openai_needs_urls(self) -> Settings:
         model_backend = self.hybrid_backend if self.backend == "hybrid" else self.backend
         if model_backend == "openai" and not self.openai_base_url_list:
             raise ValueError("ZS_BACKEND=openai needs ZS_OPENAI_BASE_URLS (comma-separated server URLs)")
+        return self
+
+    @model_validator(mode="after")
+    def _upstream_complete(self) -> Settings:
+        if self.upstream_key_file:
+            if self.upstream_key is not None:
+                raise ValueError("set one of ZS_UPSTREAM_KEY and ZS_UPSTREAM_KEY_FILE, not both")
+            try:
+                key = Path(self.upstream_key_file).expanduser().read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"ZS_UPSTREAM_KEY_FILE={self.upstream_key_file!r} cannot be read "
+                                 f"({type(exc).__name__})") from None
+            if not key:
+                raise ValueError(f"ZS_UPSTREAM_KEY_FILE={self.upstream_key_file!r} is empty")
+            self.upstream_key = SecretStr(key)
+        if self.backend == "upstream":
+            from zerosearch_simulator.backends.upstream_apis import check_settings
+
+            check_settings(self)
         return self
 
     @property

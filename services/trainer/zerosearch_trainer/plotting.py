@@ -22,7 +22,9 @@ CURVES: list[tuple[str, list[str]]] = [
 ]
 
 
-def plot_training_curves(log_history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+def plot_training_curves(log_history: Sequence[Mapping[str, Any]], path: str | Path, *,
+                         curves: Sequence[tuple[str, list[str]]] | None = None) -> Path:
+    """One panel per (title, metric keys) of `curves` (default: the RL run's `CURVES`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,10 +32,11 @@ def plot_training_curves(log_history: Sequence[Mapping[str, Any]], path: str | P
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cols = 4
-    rows = math.ceil(len(CURVES) / cols)
+    curves = CURVES if curves is None else list(curves)
+    cols = min(4, len(curves))
+    rows = math.ceil(len(curves) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    for ax, (title, keys) in zip(axes.flat, CURVES, strict=False):
+    for ax, (title, keys) in zip(axes.flat, curves, strict=False):
         drawn = False
         for key in keys:
             points = [(e["step"], e[key]) for e in log_history
@@ -48,7 +51,7 @@ def plot_training_curves(log_history: Sequence[Mapping[str, Any]], path: str | P
             ax.legend(fontsize=7)
         else:
             ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, fontsize=8)
-    for ax in list(axes.flat)[len(CURVES):]:
+    for ax in list(axes.flat)[len(curves):]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=80)

@@ -34,6 +34,11 @@ def _known_fields(kind: str) -> set[str]:
 
         return {p.name for p in typer.main.get_command(eval_command).params if p.name != "config"}
 
+    if kind == "tune-sim":  # a TrlParser of its own: its recipe keys are the parser's dataclass fields
+        from zerosearch_trainer.tune_sim import make_parser
+
+        return {f.name for c in make_parser().dataclass_types for f in dataclasses.fields(c)}
+
     from trl import GRPOConfig, ModelConfig, SFTConfig
 
     from zerosearch_trainer.warmup import WarmupArguments
@@ -47,7 +52,7 @@ def _known_fields(kind: str) -> set[str]:
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
 def test_recipe_keys_are_fields(recipe):
     data = yaml.safe_load((REPO / "configs" / recipe).read_text())
-    kind = next((k for k in ("warmup", "eval") if recipe.startswith(k)), "train")
+    kind = next((k for k in ("warmup", "eval", "tune-sim") if recipe.startswith(k)), "train")
     unknown = set(data) - _known_fields(kind) - {"env"}
     assert not unknown, f"{recipe}: unknown keys {sorted(unknown)}"
 

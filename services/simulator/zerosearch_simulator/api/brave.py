@@ -36,8 +36,16 @@ def error(code: str, detail: str, *, field: str | None = None, status: int = 422
     return JSONResponse({"type": "ErrorResponse", "error": body, "time": int(time.time())}, status_code=status)
 
 
-@router.get("/res/v1/web/search", summary="Brave web search", operation_id="brave_web_search_get")
-@router.post("/res/v1/web/search", summary="Brave web search", operation_id="brave_web_search_post")
+_PARAMS = ext.documented_query(q="string", count="integer", offset="integer", extra_snippets="boolean",
+                               country="string")
+
+
+@router.get("/res/v1/web/search", summary="Brave web search", operation_id="brave_web_search_get",
+            openapi_extra=_PARAMS)
+@router.post("/res/v1/web/search", summary="Brave web search", operation_id="brave_web_search_post",
+             openapi_extra={**_PARAMS, "requestBody": {"required": False, "content": {"application/json": {
+                 "schema": {"type": "object", "properties": {"q": {"type": "string"},
+                                                             "count": {"type": "integer"}}}}}}})
 async def web_search(request: Request, engine: EngineDep) -> JSONResponse:
     """Brave's web search (`q`, `count`, `offset`, ...) -> `{"type": "search", "web": {"results": [...]}}`."""
     body, _ = await ext.read_body(request) if request.method == "POST" else (None, None)

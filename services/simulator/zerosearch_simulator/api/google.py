@@ -33,7 +33,8 @@ def error(status: int, message: str, *, reason: str = "badRequest",
                                    "status": state}}, status_code=status)
 
 
-@router.get("/customsearch/v1", summary="Google Custom Search JSON API")
+@router.get("/customsearch/v1", summary="Google Custom Search JSON API", openapi_extra=ext.documented_query(
+    q="string", num="integer", start="integer", key="string", cx="string"))
 async def custom_search(request: Request, engine: EngineDep) -> JSONResponse:
     """Google's Custom Search (`q`, `num`, `start`, `key`, `cx`) -> `{"kind": "customsearch#search", "items"}`."""
     started = time.perf_counter()

@@ -32,7 +32,8 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-@router.get("/search.json", summary="SerpAPI search")
+@router.get("/search.json", summary="SerpAPI search", openapi_extra=ext.documented_query(
+    q="string", num="integer", start="integer", api_key="string", engine="string", output="string"))
 async def search_json(request: Request, engine: EngineDep) -> Response:
     """SerpAPI's Google search (`q`, `num`, `start`, `api_key`, ...) -> `organic_results`."""
     return await search(request, engine)

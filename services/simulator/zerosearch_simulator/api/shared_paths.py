@@ -90,7 +90,9 @@ async def post_search(request: Request, engine: EngineDep) -> Response:
     return await tavily.search(request, engine, body)
 
 
-@router.get("/search", summary="SerpAPI, Serper or SearXNG search (dispatched on the request's fields)")
+@router.get("/search", summary="SerpAPI, Serper or SearXNG search (dispatched on the request's fields)",
+            openapi_extra=extensions.documented_query(q="string", format="string", engine="string", num="integer",
+                                                      page="integer", api_key="string", pageno="integer"))
 async def get_search(request: Request, engine: EngineDep) -> Response:
     dialect = get_dialect(request)
     if dialect == "searxng":

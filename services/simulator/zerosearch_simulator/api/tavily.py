@@ -83,7 +83,12 @@ def _page_query(url: str) -> str:
     return (words or url)[:MAX_QUERY_CHARS]
 
 
-@router.post("/extract", summary="Tavily extract (simulated page text)")
+_EXTRACT_BODY = {"type": "object", "required": ["urls"], "properties": {
+    "urls": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}}
+
+
+@router.post("/extract", summary="Tavily extract (simulated page text)", openapi_extra={"requestBody": {
+    "required": True, "content": {"application/json": {"schema": _EXTRACT_BODY}}}})
 async def extract(request: Request, engine: EngineDep) -> JSONResponse:
     """`{"urls": str | [str]}` -> `{"results": [{"url", "raw_content"}], "failed_results": [...]}`; the text is
     generated from the words of each URL."""

@@ -29,7 +29,7 @@ def build_backend(settings: Settings) -> Backend | None:
     if name == "scripted":
         from zerosearch_simulator.backends.scripted import ScriptedBackend
 
-        return ScriptedBackend()
+        return ScriptedBackend(delay_s=settings.scripted_delay_s)
     if name == "vllm":
         from zerosearch_simulator.backends.vllm import VLLMBackend
 

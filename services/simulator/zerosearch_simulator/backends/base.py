@@ -109,6 +109,12 @@ class Retriever(abc.ABC):
     #: Engine id reported in responses and part of the cache key (for a corpus: its content hash).
     model_id: str = "unknown"
 
+    def bind_metrics(self, metrics: Any) -> None:
+        """Called once by the app, before `start`, with its Metrics (for engines that report their own)."""
+
+    def on_cache_hit(self) -> None:
+        """A search this engine would have answered came from the cache instead (upstream: a query not paid)."""
+
     async def start(self) -> None:
         """Load the index / open connections. Called once in the app's lifespan before serving."""
 

@@ -20,6 +20,7 @@ from zerosearch_core.errors import BackendError
 from zerosearch_core.models import ModelUnavailableError, resolve_model
 from zerosearch_simulator.backends.base import Backend, Generation, GenerationRequest, chat_prompt
 from zerosearch_simulator.backends.continuous import DecodeLoop, Row
+from zerosearch_simulator.tuned import simulator_model
 
 if TYPE_CHECKING:
     from zerosearch_simulator.settings import Settings
@@ -66,7 +67,7 @@ class TransformersBackend(Backend):
     def _load(self) -> tuple[Any, Any, str]:
         if self.settings.torch_threads:
             torch.set_num_threads(self.settings.torch_threads)
-        resolved = resolve_model(self.settings.model)
+        resolved = resolve_model(simulator_model(self.settings.model))
         device = _pick_device(self.settings.device)
         dtype = _pick_dtype(self.settings.dtype, device)
         logger.info("Loading %s from %s on %s (%s)", resolved.model_id, resolved.path, device, dtype)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from zerosearch_core.errors import BackendError
 from zerosearch_core.models import ModelUnavailableError, resolve_model
 from zerosearch_simulator.backends.base import Backend, Generation, GenerationRequest, chat_prompt
+from zerosearch_simulator.tuned import simulator_model
 
 if TYPE_CHECKING:
     from zerosearch_simulator.settings import Settings
@@ -92,7 +93,7 @@ class VLLMBackend(Backend):
             from vllm.v1.engine.async_llm import AsyncLLM
         except ImportError as exc:
             raise ModelUnavailableError(f"{_INSTALL_HINT} ({exc})") from exc
-        resolved = await asyncio.to_thread(resolve_model, self.settings.model)
+        resolved = await asyncio.to_thread(resolve_model, simulator_model(self.settings.model))
         args = self.engine_args(resolved.path)
         logger.info("Starting vLLM for %s from %s (enforce_eager=%s, max_model_len=%s, tp=%d)",
                     resolved.model_id, resolved.path, args.enforce_eager, args.max_model_len,
