@@ -10,8 +10,9 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic_core
 
@@ -28,6 +29,7 @@ from zerosearch_simulator.metrics import Metrics
 from zerosearch_simulator.settings import Settings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Without the structure enforced: one retry when the model writes fewer than k usable documents.
 GENERATION_ATTEMPTS = 2
@@ -202,23 +204,27 @@ class SearchEngine:
         assert self.backend is not None, "only called when the engine has a generation backend"
         return self.backend
 
-    async def _retrieve(self, request: SearchRequest) -> dict[str, Any]:
-        """A real engine's result set (the cached value has the same shape as a generated one)."""
-        assert self.retriever is not None
+    async def _bounded(self, work: Awaitable[T], *, what: str, late: str) -> T:
+        """The model's or the real engine's work under ZS_TIMEOUT_S: a timeout is a 504, a known failure stays
+        what it is, anything else becomes a BackendError (502); every failure is counted."""
         try:
-            hits = await asyncio.wait_for(self.retriever.retrieve(request.query, request.k),
-                                          timeout=self.settings.timeout_s)
+            return await asyncio.wait_for(work, timeout=self.settings.timeout_s)
         except asyncio.TimeoutError:
             self.metrics.backend_errors.inc()
-            raise GenerationTimeoutError(
-                f"the search engine took longer than ZS_TIMEOUT_S={self.settings.timeout_s:g} s") from None
+            raise GenerationTimeoutError(f"{late} than ZS_TIMEOUT_S={self.settings.timeout_s:g} s") from None
         except BackendError:
             self.metrics.backend_errors.inc()
             raise
         except Exception as exc:
             self.metrics.backend_errors.inc()
-            logger.exception("retriever failed")
-            raise BackendError(f"search failed: {type(exc).__name__}: {exc}") from exc
+            logger.exception("%s failed", what)
+            raise BackendError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _retrieve(self, request: SearchRequest) -> dict[str, Any]:
+        """A real engine's result set (the cached value has the same shape as a generated one)."""
+        assert self.retriever is not None
+        hits = await self._bounded(self.retriever.retrieve(request.query, request.k), what="search",
+                                   late="the search engine took longer")
         documents = [_real_document(hit) for hit in hits[: request.k]]
         return {"documents": [d.model_dump() for d in documents], "partial": len(documents) < request.k,
                 "text": render_paper(documents), "continued": 0, "regenerated": 0}
@@ -359,18 +365,8 @@ class SearchEngine:
         self._pending += 1
         self.metrics.queue_depth.set(self._pending)
         try:
-            generation = await asyncio.wait_for(self._backend.generate(request), timeout=self.settings.timeout_s)
-        except asyncio.TimeoutError:
-            self.metrics.backend_errors.inc()
-            raise GenerationTimeoutError(
-                f"generation took longer than ZS_TIMEOUT_S={self.settings.timeout_s:g} s") from None
-        except BackendError:
-            self.metrics.backend_errors.inc()
-            raise
-        except Exception as exc:
-            self.metrics.backend_errors.inc()
-            logger.exception("backend failed")
-            raise BackendError(f"generation failed: {type(exc).__name__}: {exc}") from exc
+            generation = await self._bounded(self._backend.generate(request), what="generation",
+                                             late="generation took longer")
         finally:
             self._pending -= 1
             self.metrics.queue_depth.set(self._pending)
