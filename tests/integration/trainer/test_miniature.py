@@ -39,7 +39,7 @@ def test_miniature_one_step_per_arm_then_resume(tmp_path: Path):
     shutil.copy(REPO / "data/sample_train.jsonl", data / "train.jsonl")
     shutil.copy(REPO / "data/sample_test.jsonl", data / "test.jsonl")
     out, doc = tmp_path / "mini", tmp_path / "results.md"
-    doc.write_text("# Results\n\n<!-- miniature:table:begin -->\nold\n<!-- miniature:table:end -->\n\nprose\n")
+    doc.write_text("# Results\n\n<!-- miniature:table:begin -->\nSTALE TABLE\n<!-- miniature:table:end -->\n\nprose\n")
 
     done = _run(out, data, doc)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -70,7 +70,7 @@ def test_miniature_one_step_per_arm_then_resume(tmp_path: Path):
                                                    "warmup", "direct"]
     assert (out / "reward_curves.png").stat().st_size > 5000
     text = doc.read_text()
-    assert "old" not in text and "| (a) simulator, curriculum" in text and text.endswith("prose\n")
+    assert "STALE TABLE" not in text and "| (a) simulator, curriculum" in text and text.endswith("prose\n")
 
     # a rerun finds everything finished: no training or evaluation runs again
     logs = {p: p.read_text() for p in (out / "runs").glob("*/*.log")}
