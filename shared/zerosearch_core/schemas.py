@@ -24,7 +24,7 @@ Label = Literal["useful", "noisy"]
 #: Where a document comes from: written by the simulator's model, or found by a real engine (corpus, upstream API).
 Source = Literal["simulated", "real"]
 #: The label check of a set when gold answers were sent (see `SearchResponse.verification`).
-Verification = Literal["passed", "repaired", "failed", "skipped"]
+Verification = Literal["passed", "repaired", "anchored", "failed", "skipped"]
 
 
 def _clean_text(value: str, *, what: str, allow_empty: bool = False) -> str:
@@ -117,7 +117,8 @@ class SearchResponse(BaseModel):
     text: str = Field(description="The documents rendered as the paper's `Doc i: ...` lines.")
     verification: Verification | None = Field(None, description=(
         "The label check when gold answers were sent: 'passed' (a useful set contains an answer, a noisy set "
-        "none), 'repaired' (after regenerating violating documents), 'failed' (still violated after "
+        "none), 'repaired' (after regenerating violating documents), 'anchored' (repaired by a regeneration that "
+        "started from the gold answer, ZS_ANCHOR_ANSWERS), 'failed' (still violated after "
         "ZS_LABEL_RETRIES), 'skipped' (ZS_VERIFY_LABELS off, or a real engine's set); null without answers."))
     continued: int = Field(0, ge=0, description=(
         "Generations that continued the model's reply after it stopped before k documents."))

@@ -202,7 +202,7 @@ async def test_a_continuation_that_adds_nothing_samples_even_when_greedy():
             await client.post("/v1/search", json={"query": "q", "k": 3})
     assert [c.temperature for c in backend.calls[:3]] == [0.0, 0.7, 0.7]  # the first round added nothing
     assert backend.calls[1].seed == backend.calls[0].seed + 1
-    assert len(backend.calls) == 4  # k + 1 rounds at most
+    assert len(backend.calls) == 6  # 2k rounds at most
 
 
 @pytest.mark.parametrize("body", [{"query": "Who wrote  Hamlet?", "noise": 0.3, "seed": 11, "k": 3},

@@ -47,11 +47,19 @@ async def test_a_reply_that_stops_early_is_continued_from_the_next_marker(serve)
     assert metric(app, "zerosearch_continuations_total") == 2
 
 
-async def test_a_set_is_partial_only_when_the_budget_cannot_hold_k(serve):
-    # 64 tokens hold two scripted documents of ~24 words, not four.
-    async with serve(max_new_tokens=80) as (client, backend, _):
-        body = await search(client, query="capital of peru [short 1]", k=4, noise=0)
-    assert body["partial"] and len(body["documents"]) == 2 and body["continued"] == 1
+async def test_each_missing_document_brings_its_own_share_of_the_budget(serve):
+    # ZS_MAX_NEW_TOKENS=320: 64 tokens a document, whatever the first reply spent on its long documents.
+    async with serve() as (client, backend, _):
+        await search(client, query="capital of peru [short 2]", k=5, noise=0)
+    assert [call.max_new_tokens for call in backend.calls] == [320, 64 * 3, 64]
+
+
+async def test_a_set_is_partial_only_when_twice_the_budget_cannot_hold_k(serve):
+    # ZS_MAX_NEW_TOKENS=8: a 48-token reply, 96 tokens in all; scripted documents run to ~24 tokens each.
+    async with serve(max_new_tokens=8) as (client, backend, _):
+        body = await search(client, query="capital of peru [short 1]", k=5, noise=0)
+    assert body["partial"] and 1 < len(body["documents"]) < 5 and body["continued"] == len(backend.calls) - 1
+    assert all(call.max_new_tokens <= 96 for call in backend.calls)
 
 
 async def test_a_reply_that_runs_past_k_is_cut_at_the_next_marker(serve):
@@ -94,11 +102,28 @@ async def test_a_useful_set_without_the_answer_regenerates_its_first_document(se
 
 
 async def test_verification_that_keeps_failing_is_bounded_and_reported(serve):
-    async with serve(label_retries=3) as (client, backend, app):
+    async with serve(label_retries=3, anchor_answers=False) as (client, backend, app):
         body = await search(client, query="who wrote hamlet [hide]", noise=0, answers=["Shakespeare"])
     assert body["verification"] == "failed" and body["regenerated"] == 3 and len(backend.calls) == 4
     assert len(body["documents"]) == 5  # the set is returned as written, and says it failed
     assert metric(app, "zerosearch_label_checks_total", label="useful", result="failed") == 1
+
+
+async def test_the_last_regeneration_of_a_useful_document_starts_from_the_answer(serve):
+    async with serve(label_retries=3) as (client, backend, app):
+        body = await search(client, query="who wrote hamlet [hide]", noise=0, answers=["Shakespeare", "Bard"])
+    assert body["verification"] == "anchored" and body["regenerated"] == 3 and len(backend.calls) == 4
+    assert [call.continuation for call in backend.calls[1:]] == ["", "", "Doc 1: Shakespeare"]
+    first = body["documents"][0]
+    assert first["snippet"].startswith("Shakespeare Useful document") and first["has_answer"]
+    assert not any(d["has_answer"] for d in body["documents"][1:])
+    assert metric(app, "zerosearch_label_checks_total", label="useful", result="anchored") == 1
+
+
+async def test_noisy_sets_are_never_anchored(serve):
+    async with serve(label_retries=1) as (client, backend, _):
+        body = await search(client, query="q [leak]", noise=1, answers=["x y"])
+    assert body["verification"] == "repaired" and all(call.continuation == "" for call in backend.calls)
 
 
 async def test_no_retries_allowed_fails_at_once(serve):

@@ -45,8 +45,8 @@ def normalize_query(query: str) -> str:
 
 
 def cache_key(*, model: str, mode: str, template_version: str, label: Label, query: str,
-              question: str | None, answers: list[str] | None, k: int, seed: int, verify: int | None = None) -> str:
-    """Everything that changes the generated text, and nothing else (`verify`: the label retries, None: off)."""
+              question: str | None, answers: list[str] | None, k: int, seed: int, verify: object = None) -> str:
+    """Everything that changes the generated text, and nothing else (`verify`: how labels are checked, None: off)."""
     # A JSON list in a fixed order (json's fast path; sort_keys would take its slow one).
     fields = [model, mode, template_version, label, normalize_query(query), question, answers, k, seed,
               verify if answers else None]
@@ -170,7 +170,7 @@ class SearchEngine:
             key = cache_key(model=self._backend.model_id, mode=request.mode, template_version=template.version,
                             label=label, query=request.query, question=request.question, answers=request.answers,
                             k=request.k, seed=seed,
-                            verify=self.settings.label_retries if self.settings.verify_labels else None)
+                            verify=self._verify_key())
 
             async def generate() -> bytes:
                 return pydantic_core.to_json(await self._generate(request, label, seed))
@@ -198,6 +198,12 @@ class SearchEngine:
                     return exc
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    def _verify_key(self) -> tuple[int, bool] | None:
+        """The label-check settings that change a generated set, for its cache key."""
+        if not self.settings.verify_labels:
+            return None
+        return self.settings.label_retries, self.settings.anchor_answers
 
     @property
     def _backend(self) -> Backend:
@@ -248,42 +254,46 @@ class SearchEngine:
                 "text": render_paper(documents), "verification": verification,
                 "continued": written.continued, "regenerated": regenerated}
 
-    async def _write(self, messages: tuple[dict[str, str], ...], *, k: int, seed: int) -> _Written:
+    async def _write(self, messages: tuple[dict[str, str], ...], *, k: int, seed: int, anchor: str = "") -> _Written:
         """Up to k snippets from the model, within the generation budget.
 
         With the structure enforced (the default), a reply that ends before k documents is continued: what was
         written, cleaned and numbered, is given back as the assistant's text with the next marker `Doc {n+1}:`
-        appended, and the model writes on from there with the tokens left. The stop string `Doc {k+1}:` ends a
-        reply that runs past k. A set is short (`partial`) only when the budget runs out first. Without it, a
-        short reply is retried whole once and whatever the better attempt wrote is returned."""
-        # ZS_MAX_NEW_TOKENS is the budget for five documents; other counts get a proportional share.
-        budget = max(MIN_NEW_TOKENS, self.settings.max_new_tokens * k // 5)
+        appended, and the model writes on from there. Each missing document brings its own share of the budget
+        (a fifth of ZS_MAX_NEW_TOKENS), so one long document cannot starve the rest; all rounds together stop at
+        twice the first reply's budget, and a set is short (`partial`) only when that cannot hold k. The stop
+        string `Doc {k+1}:` ends a reply that runs past k. `anchor` starts the first document with given text
+        (the model writes the rest). Without the structure enforced, a short reply is retried whole once and
+        whatever the better attempt wrote is returned."""
+        share = max(1, self.settings.max_new_tokens // 5)  # one document's tokens
+        budget = max(MIN_NEW_TOKENS, share * k)
         stop = (parsing.marker(k + 1),)
         if not self.enforce_structure:
             return await self._write_with_retries(messages, k=k, seed=seed, budget=budget, stop=stop)
         snippets: list[str] = []
-        left = budget
+        left = 2 * budget
         temperature = self.settings.temperature
         rounds = 0
-        # Each round adds a document or has its sampling changed: k + 1 rounds bound a model that keeps stopping.
-        for rounds in range(k + 1):
-            continuation = ""
+        # Each round adds a document or has its sampling changed: 2k rounds bound a model that keeps stopping.
+        for rounds in range(2 * k):
+            continuation = (parsing.marker(1) + " " + anchor) if anchor and not rounds else ""
             if rounds:
                 so_far = render_paper(parsing.to_documents(snippets, query="", label="useful"))
                 continuation = (so_far + "\n" if so_far else "") + parsing.marker(len(snippets) + 1)
+            wanted = budget if not rounds else max(MIN_CONTINUE_TOKENS, share * (k - len(snippets)))
             generation = await self._run_backend(GenerationRequest(
-                messages=messages, max_new_tokens=left, temperature=temperature, top_p=self.settings.top_p,
-                seed=seed + rounds, stop=stop, continuation=continuation))
+                messages=messages, max_new_tokens=min(wanted, left), temperature=temperature,
+                top_p=self.settings.top_p, seed=seed + rounds, stop=stop, continuation=continuation))
             left -= max(1, generation.completion_tokens)
             text = generation.text
             if continuation and generation.continued:
-                text = parsing.marker(len(snippets) + 1) + text
+                text = continuation.rsplit("\n", 1)[-1] + text  # the document the continuation started
             before = len(snippets)
             snippets = parsing.merge_snippets(snippets, parsing.split_snippets(text, k), k)
             if len(snippets) >= k or left < MIN_CONTINUE_TOKENS:
                 break
-            if len(snippets) == before and temperature == 0:
-                temperature = RETRY_TEMPERATURE  # greedy decoding would stop at the same place again
+            if len(snippets) == before and temperature < RETRY_TEMPERATURE:
+                temperature = RETRY_TEMPERATURE  # a (near-)greedy model would stop at the same place again
             logger.info("model wrote %d of %d documents; continuing from %s", len(snippets), k,
                         parsing.marker(len(snippets) + 1))
         if rounds:
@@ -317,7 +327,11 @@ class SearchEngine:
         at most ZS_LABEL_RETRIES times: for a useful set that contains no answer, the first document (the one a
         reader sees first); for a noisy set, every document that contains one, and their regenerations are told
         the question but not the answer (a model cannot leak what it is not given). A regeneration that
-        repeats another document of the set does not count as a repair."""
+        repeats another document of the set does not count as a repair.
+
+        With ZS_ANCHOR_ANSWERS (the default), the last regeneration of a useful set's document starts it with the
+        first gold answer and lets the model write the rest: a small model given the answer often does not
+        copy it, and a useful set without the answer teaches the policy nothing. Such a set says `anchored`."""
         answers = request.answers
 
         def fits(snippet: str) -> bool:
@@ -335,12 +349,18 @@ class SearchEngine:
                                           answers=answers if label == "useful" else None, k=1)
         spent = 0
         snippets = list(snippets)
+        anchoring = self.settings.anchor_answers and bool(answers)
+
+        anchored = False
+        retries = self.settings.label_retries
 
         async def regenerate(slot: int) -> bool:
-            nonlocal spent
-            for attempt in range(self.settings.label_retries):
+            nonlocal spent, anchored
+            for attempt in range(retries):
                 spent += 1
-                written = await self._write(messages, k=1, seed=(seed + 1000 * (slot + 1) + attempt) % MAX_SEED)
+                anchor = answers[0] if label == "useful" and anchoring and attempt == retries - 1 else ""
+                written = await self._write(messages, k=1, seed=(seed + 1000 * (slot + 1) + attempt) % MAX_SEED,
+                                            anchor=anchor)
                 # Checked against the set as it is now: regenerations run concurrently and may repeat each other.
                 others = {s.lower() for i, s in enumerate(snippets) if i != slot}
                 if written.snippets and fits(written.snippets[0]) and written.snippets[0].lower() not in others:
@@ -348,11 +368,12 @@ class SearchEngine:
                         snippets[slot] = written.snippets[0]
                     else:
                         snippets.append(written.snippets[0])
+                    anchored = anchored or bool(anchor)
                     return True
             return False
 
         repaired = await asyncio.gather(*(regenerate(slot) for slot in slots))
-        result: Verification = "repaired" if all(repaired) else "failed"
+        result: Verification = ("anchored" if anchored else "repaired") if all(repaired) else "failed"
         if result == "failed":
             logger.info("label verification failed for a %s set after %d regenerations", label, spent)
         self.metrics.label_checks.labels(label=label, result=result).inc()

@@ -134,6 +134,9 @@ class Settings(BaseSettings):
         "When gold answers are sent: a useful set must contain one, a noisy set none; a violating document is "
         "regenerated alone, at most ZS_LABEL_RETRIES times."))
     label_retries: int = Field(2, ge=0, le=10, description="Regenerations of one violating document.")
+    anchor_answers: bool = Field(True, description=(
+        "The last regeneration of a useful set still without a gold answer starts its document with the "
+        "answer and the model writes the rest (the set says 'anchored'); off: the model alone."))
     rate_limit: str | None = Field(None, description=(
         "Requests allowed per API key (or client address when no keys are set), e.g. '60/minute'; shared "
         "through Redis; unset: off."))
