@@ -150,3 +150,24 @@ async def test_the_cached_value_is_the_verified_set(serve):
     assert again["cached"] and again["documents"] == first["documents"]
     assert again["verification"] == "repaired" and not any(d["has_answer"] for d in again["documents"])
     assert len(backend.calls) == 6
+
+
+async def test_an_anchored_document_the_model_leaves_empty_is_anchored_again(serve):
+    from zerosearch_simulator.backends.base import Generation
+
+    class StopsAtOnce(ScriptedBackend):
+        """Ends the first anchored reply at once, as a model may do after a forced start."""
+
+        stopped = False
+
+        async def generate(self, request):
+            if request.continuation.endswith("Shakespeare") and not self.stopped:
+                self.stopped = True
+                self.calls.append(request)
+                return Generation(text="", completion_tokens=1)
+            return await super().generate(request)
+
+    async with serve(StopsAtOnce(), label_retries=1) as (client, backend, _):
+        body = await search(client, query="who wrote hamlet [hide]", noise=0, answers=["Shakespeare"])
+    assert [call.continuation for call in backend.calls[1:]] == ["Doc 1: Shakespeare"] * 2
+    assert body["verification"] == "anchored" and body["documents"][0]["has_answer"]

@@ -276,8 +276,10 @@ class SearchEngine:
         rounds = 0
         # Each round adds a document or has its sampling changed: 2k rounds bound a model that keeps stopping.
         for rounds in range(2 * k):
-            continuation = (parsing.marker(1) + " " + anchor) if anchor and not rounds else ""
-            if rounds:
+            continuation = ""
+            if anchor and not snippets:  # until the anchored document is written
+                continuation = f"{parsing.marker(1)} {anchor}"
+            elif rounds:
                 so_far = render_paper(parsing.to_documents(snippets, query="", label="useful"))
                 continuation = (so_far + "\n" if so_far else "") + parsing.marker(len(snippets) + 1)
             wanted = budget if not rounds else max(MIN_CONTINUE_TOKENS, share * (k - len(snippets)))
