@@ -54,12 +54,22 @@ async def test_each_missing_document_brings_its_own_share_of_the_budget(serve):
     assert [call.max_new_tokens for call in backend.calls] == [320, 64 * 3, 64]
 
 
-async def test_a_set_is_partial_only_when_twice_the_budget_cannot_hold_k(serve):
-    # ZS_MAX_NEW_TOKENS=8: a 48-token reply, 96 tokens in all; scripted documents run to ~24 tokens each.
+async def test_a_set_is_partial_only_when_three_times_the_budget_cannot_hold_k(serve):
+    # ZS_MAX_NEW_TOKENS=8: a 48-token reply, 144 tokens in all; scripted documents run to ~24 tokens each.
     async with serve(max_new_tokens=8) as (client, backend, _):
-        body = await search(client, query="capital of peru [short 1]", k=5, noise=0)
-    assert body["partial"] and 1 < len(body["documents"]) < 5 and body["continued"] == len(backend.calls) - 1
-    assert all(call.max_new_tokens <= 96 for call in backend.calls)
+        body = await search(client, query="capital of peru [short 1]", k=8, noise=0)
+    assert body["partial"] and 1 < len(body["documents"]) < 8 and body["continued"] == len(backend.calls) - 1
+    assert sum(len(call.continuation) > 0 for call in backend.calls) == len(backend.calls) - 1
+
+
+async def test_a_continuation_that_repeats_itself_is_followed_by_a_fresh_reply(serve):
+    async with serve() as (client, backend, _):
+        body = await search(client, query="capital of peru [short 2] [repeat]", k=5, noise=0)
+    assert len(body["documents"]) == 5 and not body["partial"]
+    kinds = ["fresh" if not call.continuation else "continued" for call in backend.calls]
+    assert kinds[:3] == ["fresh", "continued", "fresh"]  # the continuation repeated document 2
+    assert "continued" in kinds[3:]  # and continuing is tried again after the fresh reply
+    assert len({d["snippet"] for d in body["documents"]}) == 5
 
 
 async def test_a_reply_that_runs_past_k_is_cut_at_the_next_marker(serve):
@@ -152,7 +162,7 @@ async def test_the_cached_value_is_the_verified_set(serve):
     assert len(backend.calls) == 6
 
 
-async def test_an_anchored_document_the_model_leaves_empty_is_anchored_again(serve):
+async def test_an_anchored_document_the_model_leaves_empty_is_anchored_again_after_the_question(serve):
     from zerosearch_simulator.backends.base import Generation
 
     class StopsAtOnce(ScriptedBackend):
@@ -169,5 +179,6 @@ async def test_an_anchored_document_the_model_leaves_empty_is_anchored_again(ser
 
     async with serve(StopsAtOnce(), label_retries=1) as (client, backend, _):
         body = await search(client, query="who wrote hamlet [hide]", noise=0, answers=["Shakespeare"])
-    assert [call.continuation for call in backend.calls[1:]] == ["Doc 1: Shakespeare"] * 2
+    assert [call.continuation for call in backend.calls[1:]] == [
+        "Doc 1: Shakespeare", "Doc 1: who wrote hamlet [hide] - Shakespeare"]
     assert body["verification"] == "anchored" and body["documents"][0]["has_answer"]

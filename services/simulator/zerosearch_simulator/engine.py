@@ -254,35 +254,41 @@ class SearchEngine:
                 "text": render_paper(documents), "verification": verification,
                 "continued": written.continued, "regenerated": regenerated}
 
-    async def _write(self, messages: tuple[dict[str, str], ...], *, k: int, seed: int, anchor: str = "") -> _Written:
+    async def _write(self, messages: tuple[dict[str, str], ...], *, k: int, seed: int,
+                     anchors: tuple[str, ...] = ()) -> _Written:
         """Up to k snippets from the model, within the generation budget.
 
         With the structure enforced (the default), a reply that ends before k documents is continued: what was
         written, cleaned and numbered, is given back as the assistant's text with the next marker `Doc {n+1}:`
         appended, and the model writes on from there. Each missing document brings its own share of the budget
-        (a fifth of ZS_MAX_NEW_TOKENS), so one long document cannot starve the rest; all rounds together stop at
-        twice the first reply's budget, and a set is short (`partial`) only when that cannot hold k. The stop
-        string `Doc {k+1}:` ends a reply that runs past k. `anchor` starts the first document with given text
-        (the model writes the rest). Without the structure enforced, a short reply is retried whole once and
-        whatever the better attempt wrote is returned."""
+        (a fifth of ZS_MAX_NEW_TOKENS), so one long document cannot starve the rest. A continuation that adds
+        nothing is followed by a fresh reply, whose new documents are merged. All rounds together stop at three
+        times the first reply's budget, and a set is short (`partial`) only when that cannot hold k. The stop
+        string `Doc {k+1}:` ends a reply that runs past k. `anchors` start the first document with given text
+        (the model writes the rest), the next one for each round in which that came out too short. Without the
+        structure enforced, a short reply is retried whole once and whatever the better attempt wrote is
+        returned."""
         share = max(1, self.settings.max_new_tokens // 5)  # one document's tokens
         budget = max(MIN_NEW_TOKENS, share * k)
         stop = (parsing.marker(k + 1),)
         if not self.enforce_structure:
             return await self._write_with_retries(messages, k=k, seed=seed, budget=budget, stop=stop)
         snippets: list[str] = []
-        left = 2 * budget
+        left = 3 * budget
         temperature = self.settings.temperature
         rounds = 0
+        fresh = False  # the next round writes a fresh reply instead of continuing
         # Each round adds a document or has its sampling changed: 2k rounds bound a model that keeps stopping.
         for rounds in range(2 * k):
             continuation = ""
-            if anchor and not snippets:  # until the anchored document is written
-                continuation = f"{parsing.marker(1)} {anchor}"
-            elif rounds:
+            if anchors and not snippets:  # until the anchored document is written
+                continuation = f"{parsing.marker(1)} {anchors[min(rounds, len(anchors) - 1)]}"
+            elif rounds and not fresh:
                 so_far = render_paper(parsing.to_documents(snippets, query="", label="useful"))
                 continuation = (so_far + "\n" if so_far else "") + parsing.marker(len(snippets) + 1)
-            wanted = budget if not rounds else max(MIN_CONTINUE_TOKENS, share * (k - len(snippets)))
+            # A continuation that added nothing is followed by a fresh reply: a small model given its own
+            # documents back tends to write one of them again, and a fresh reply's new documents are merged.
+            wanted = budget if not continuation else max(MIN_CONTINUE_TOKENS, share * (k - len(snippets)))
             generation = await self._run_backend(GenerationRequest(
                 messages=messages, max_new_tokens=min(wanted, left), temperature=temperature,
                 top_p=self.settings.top_p, seed=seed + rounds, stop=stop, continuation=continuation))
@@ -294,7 +300,9 @@ class SearchEngine:
             snippets = parsing.merge_snippets(snippets, parsing.split_snippets(text, k), k)
             if len(snippets) >= k or left < MIN_CONTINUE_TOKENS:
                 break
-            if len(snippets) == before and temperature < RETRY_TEMPERATURE:
+            stalled = len(snippets) == before
+            fresh = stalled and bool(continuation) and not anchors  # then back to continuing
+            if stalled and temperature < RETRY_TEMPERATURE:
                 temperature = RETRY_TEMPERATURE  # a (near-)greedy model would stop at the same place again
             logger.info("model wrote %d of %d documents; continuing from %s", len(snippets), k,
                         parsing.marker(len(snippets) + 1))
@@ -332,7 +340,8 @@ class SearchEngine:
         repeats another document of the set does not count as a repair.
 
         With ZS_ANCHOR_ANSWERS (the default), the last regeneration of a useful set's document starts it with the
-        first gold answer and lets the model write the rest: a small model given the answer often does not
+        first gold answer (then, if the model stops right after it, with the question and the answer) and lets
+        the model write the rest: a small model given the answer often does not
         copy it, and a useful set without the answer teaches the policy nothing. Such a set says `anchored`."""
         answers = request.answers
 
@@ -352,6 +361,9 @@ class SearchEngine:
         spent = 0
         snippets = list(snippets)
         anchoring = self.settings.anchor_answers and bool(answers)
+        # The answer alone first; a model that ends the document right after it gets the question in front,
+        # as a Q&A page's snippet reads ("What is the currency of Oman? - Omani rials ...").
+        anchors = (answers[0], f"{request.question or request.query} - {answers[0]}") if answers else ()
 
         anchored = False
         retries = self.settings.label_retries
@@ -360,9 +372,9 @@ class SearchEngine:
             nonlocal spent, anchored
             for attempt in range(retries):
                 spent += 1
-                anchor = answers[0] if label == "useful" and anchoring and attempt == retries - 1 else ""
+                anchor = label == "useful" and anchoring and attempt == retries - 1
                 written = await self._write(messages, k=1, seed=(seed + 1000 * (slot + 1) + attempt) % MAX_SEED,
-                                            anchor=anchor)
+                                            anchors=anchors if anchor else ())
                 # Checked against the set as it is now: regenerations run concurrently and may repeat each other.
                 others = {s.lower() for i, s in enumerate(snippets) if i != slot}
                 if written.snippets and fits(written.snippets[0]) and written.snippets[0].lower() not in others:

@@ -9,7 +9,9 @@ misbehave the way small models do, deterministically:
 
 - `[short N]`: each reply stops after N documents (a model that ends early);
 - `[leak]`: every document mentions the gold answer, whatever the label;
-- `[hide]`: no document mentions it; `[hide N]`: not in the first N replies to this query.
+- `[hide]`: no document mentions it; `[hide N]`: not in the first N replies to this query;
+- `[repeat]`: a continuation repeats the document before it (a model caught in a loop), and each fresh reply
+  after the first to this query names its number, so that its documents are new.
 
 A request that continues an assistant message (`continuation` ending in `Doc n:`) gets the rest of document n
 and the documents after it. A one-document request (a label regeneration) gets a document that names its seed,
@@ -64,11 +66,16 @@ class ScriptedBackend(Backend):
         if (hide := _HIDE.search(query)) and (hide.group(1) is None or seen < int(hide.group(1))):
             answer = None
         leak = "[leak]" in query
+        if "[repeat]" in query and request.continuation:
+            previous = request.continuation.rsplit("\n", 2)[-2] if "\n" in request.continuation else ""
+            text = " " + previous.split(":", 1)[-1].strip()
+            return Generation(text=text, completion_tokens=len(text.split()))
+        reply = f", reply {seen + 1}," if "[repeat]" in query and seen else ""
         count = int(m.group(1)) if (m := _SHORT.search(query)) else self.documents
         first = int(m.group(1)) if (m := _LAST_MARKER.search(request.continuation)) else 1
 
         def body(i: int) -> str:
-            name = f"{label.capitalize()} document {i}"
+            name = f"{label.capitalize()} document {i}{reply}"
             if request.stop == ("Doc 2:",):
                 name += f" (seed {request.seed})"
             text = (f"{name} about {query}, written by the scripted backend so that "
