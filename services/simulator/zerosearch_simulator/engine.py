@@ -286,8 +286,6 @@ class SearchEngine:
             elif rounds and not fresh:
                 so_far = render_paper(parsing.to_documents(snippets, query="", label="useful"))
                 continuation = (so_far + "\n" if so_far else "") + parsing.marker(len(snippets) + 1)
-            # A continuation that added nothing is followed by a fresh reply: a small model given its own
-            # documents back tends to write one of them again, and a fresh reply's new documents are merged.
             wanted = budget if not continuation else max(MIN_CONTINUE_TOKENS, share * (k - len(snippets)))
             generation = await self._run_backend(GenerationRequest(
                 messages=messages, max_new_tokens=min(wanted, left), temperature=temperature,
@@ -301,11 +299,13 @@ class SearchEngine:
             if len(snippets) >= k or left < MIN_CONTINUE_TOKENS:
                 break
             stalled = len(snippets) == before
-            fresh = stalled and bool(continuation) and not anchors  # then back to continuing
+            # A continuation that added nothing is followed by a fresh reply (then back to continuing): a small
+            # model given its own documents back tends to write one of them again.
+            fresh = stalled and bool(continuation)
             if stalled and temperature < RETRY_TEMPERATURE:
                 temperature = RETRY_TEMPERATURE  # a (near-)greedy model would stop at the same place again
-            logger.info("model wrote %d of %d documents; continuing from %s", len(snippets), k,
-                        parsing.marker(len(snippets) + 1))
+            logger.info("model wrote %d of %d documents; %s", len(snippets), k,
+                        "writing a fresh reply" if fresh else f"continuing from {parsing.marker(len(snippets) + 1)}")
         if rounds:
             self.metrics.continuations.inc(rounds)
         return _Written(snippets, continued=rounds)
@@ -341,8 +341,8 @@ class SearchEngine:
 
         With ZS_ANCHOR_ANSWERS (the default), the last regeneration of a useful set's document starts it with the
         first gold answer (then, if the model stops right after it, with the question and the answer) and lets
-        the model write the rest: a small model given the answer often does not
-        copy it, and a useful set without the answer teaches the policy nothing. Such a set says `anchored`."""
+        the model write the rest: a small model given the answer often does not copy it, and a useful set
+        without the answer teaches the policy nothing. Such a set says `anchored`."""
         answers = request.answers
 
         def fits(snippet: str) -> bool:
@@ -360,11 +360,11 @@ class SearchEngine:
                                           answers=answers if label == "useful" else None, k=1)
         spent = 0
         snippets = list(snippets)
-        anchoring = self.settings.anchor_answers and bool(answers)
-        # The answer alone first; a model that ends the document right after it gets the question in front,
-        # as a Q&A page's snippet reads ("What is the currency of Oman? - Omani rials ...").
-        anchors = (answers[0], f"{request.question or request.query} - {answers[0]}") if answers else ()
-
+        anchors: tuple[str, ...] = ()
+        if label == "useful" and self.settings.anchor_answers:
+            # The answer alone first; a model that ends the document right after it gets the question in front,
+            # as a Q&A page's snippet reads ("What is the currency of Oman? - Omani rials ...").
+            anchors = (answers[0], f"{request.question or request.query} - {answers[0]}")
         anchored = False
         retries = self.settings.label_retries
 
@@ -372,9 +372,9 @@ class SearchEngine:
             nonlocal spent, anchored
             for attempt in range(retries):
                 spent += 1
-                anchor = label == "useful" and anchoring and attempt == retries - 1
+                last = attempt == retries - 1
                 written = await self._write(messages, k=1, seed=(seed + 1000 * (slot + 1) + attempt) % MAX_SEED,
-                                            anchors=anchors if anchor else ())
+                                            anchors=anchors if last else ())
                 # Checked against the set as it is now: regenerations run concurrently and may repeat each other.
                 others = {s.lower() for i, s in enumerate(snippets) if i != slot}
                 if written.snippets and fits(written.snippets[0]) and written.snippets[0].lower() not in others:
@@ -382,7 +382,7 @@ class SearchEngine:
                         snippets[slot] = written.snippets[0]
                     else:
                         snippets.append(written.snippets[0])
-                    anchored = anchored or bool(anchor)
+                    anchored = anchored or bool(last and anchors)
                     return True
             return False
 
