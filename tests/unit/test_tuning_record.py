@@ -60,3 +60,5 @@ def test_the_tune_sim_recipes_parse():
         assert model_args.model_name_or_path == base and opts.tuning == "lora"
     with pytest.raises(ValueError, match="tuning must be lora or full"):
         parse(["--config", str(REPO / "configs" / "tune-sim-tiny-cpu.yaml"), "--tuning", "qlora"])
+    with pytest.raises(ValueError, match=r"fetch_k <= 20 \(the native API's largest k\), got sft_k=5, fetch_k=21"):
+        parse(["--config", str(REPO / "configs" / "tune-sim-tiny-cpu.yaml"), "--fetch_k", "21"])

@@ -477,6 +477,7 @@ class Collection:
     sets: list[SearchSet] = field(default_factory=list)
     queries: int = 0
     failed: int = 0
+    first_error: str = ""  # the engine's own message for the first failed query
 
 
 def collect(items: Sequence[QAItem], engine_url: str, *, k: int, fetch_k: int = 20, seed: int = 0,
@@ -511,6 +512,9 @@ def collect(items: Sequence[QAItem], engine_url: str, *, k: int, fetch_k: int = 
                 for (item, query, question, answers), response in zip(chunk, responses, strict=True):
                     if isinstance(response, ErrorBody) or not response.documents:
                         result.failed += 1
+                        result.first_error = result.first_error or (
+                            f"{response.error.code}: {response.error.message}" if isinstance(response, ErrorBody)
+                            else f"no results for {query!r}")
                         continue
                     hits = tuple((d.title, d.snippet) for d in response.documents)
                     result.sets.append(SearchSet(query=query, question=question, answers=tuple(answers),
@@ -522,4 +526,7 @@ def collect(items: Sequence[QAItem], engine_url: str, *, k: int, fetch_k: int = 
         raise
     except ZeroSearchError as exc:
         raise SFTDataError(f"the engine at {engine_url} failed: {exc}") from None
+    if jobs and not result.sets:
+        raise SFTDataError(f"every one of the {len(jobs)} searches on {engine_url} failed; the first said "
+                           f"{result.first_error}")
     return result

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zerosearch_core.schemas import MAX_K
 from zerosearch_trainer import sim_data
 
 __all__ = ["TuneSimArguments", "command", "file_sha256", "make_parser", "parse", "run"]
@@ -87,8 +88,9 @@ class TuneSimArguments:
             raise ValueError(f"tuning must be lora or full, got {self.tuning!r}")
         if self.adapter_dtype not in ("float16", "bfloat16", "float32"):
             raise ValueError(f"adapter_dtype must be float16, bfloat16 or float32, got {self.adapter_dtype!r}")
-        if not 1 <= self.sft_k <= 20 or self.fetch_k < self.sft_k:
-            raise ValueError("sft_k must be 1-20 and fetch_k >= sft_k")
+        if not 1 <= self.sft_k <= self.fetch_k <= MAX_K:
+            raise ValueError(f"sft_k and fetch_k must satisfy 1 <= sft_k <= fetch_k <= {MAX_K} (the native API's "
+                             f"largest k), got sft_k={self.sft_k}, fetch_k={self.fetch_k}")
         if not 0 <= self.dev_fraction < 1:
             raise ValueError("dev_fraction must be in [0, 1)")
         if min(self.max_items, self.max_examples, self.torch_threads, self.lora_top_layers) < 0:

@@ -65,6 +65,13 @@ def test_an_engine_that_does_not_answer_fails_fast_with_its_url(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_searches_the_engine_refuses_all_fail_with_its_own_message(corpus_engine):
+    items = sim_data.load_qa_items(str(QA), split="test", max_items=2)
+    with pytest.raises(sim_data.SFTDataError, match=r"every one of the \d+ searches on http://\S+ failed; "
+                                                     r"the first said \w+: .*20"):
+        sim_data.collect(items, corpus_engine.url, k=5, fetch_k=21, progress=False)  # the native API's k is 1-20
+
+
 def test_a_malformed_sft_file_is_one_line(tmp_path):
     bad = tmp_path / "released.jsonl"
     bad.write_text(json.dumps({"instruction": "x"}) + "\n")
