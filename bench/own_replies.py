@@ -1,0 +1,103 @@
+"""Why a simulator's own reply falls short of k documents: the model's first reply, before the engine adds
+anything (no continuation, no label check), parsed by the service's own parser.
+
+For the first N items of the Factbook QA test split, one useful and one noisy search each (the sft prompt with
+the question and gold answers, k = 5), sampled with the service's defaults (ZS_TEMPERATURE, ZS_TOP_P) and a
+budget of ZS_MAX_NEW_TOKENS, seed = batch index. A reply is short when the parser keeps fewer than k documents;
+each short reply is put down to one cause: a document written twice (the parser keeps one), the model ending
+before `Doc k:`, or the budget running out. RESULT: the share of replies with k documents.
+
+    .venv/bin/python bench/own_replies.py --n 24 [--model bundled-base] [--show]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cause(text: str, tokens: int, budget: int) -> str:
+    """Why a reply kept fewer than k documents."""
+    from zerosearch_simulator import parsing
+
+    written = [" ".join(p.split()).lower() for p in re.split(r"Doc \d+:", text)[1:]]
+    written = [p for p in written if len(p.split()) >= parsing.MIN_WORDS]
+    if len(written) > len(set(written)):
+        return "a document written twice"
+    if tokens >= budget:
+        return "budget spent"
+    return "ended before Doc k"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(ROOT / "data/factbook_qa/test.jsonl"), help="QA file (Search-R1 schema)")
+    parser.add_argument("--n", type=int, default=24, help="QA items, one useful and one noisy search each")
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--model", default=None, help="ZS_MODEL (default: the shipped tuned simulator)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--show", action="store_true", help="print every short reply")
+    args = parser.parse_args()
+
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from zerosearch_core.models import resolve_model
+    from zerosearch_core.simulator_prompt import build_messages
+    from zerosearch_simulator import parsing
+    from zerosearch_simulator.settings import Settings
+    from zerosearch_simulator.tuned import simulator_model
+
+    torch.set_num_threads(args.threads)
+    settings = Settings()
+    resolved = resolve_model(simulator_model(args.model))
+    tokenizer = AutoTokenizer.from_pretrained(resolved.path, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(resolved.path)
+    budget = max(1, settings.max_new_tokens // 5) * args.k  # the engine's first-reply budget
+    items = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()][:args.n]
+    prompts = [(label, tokenizer.apply_chat_template(
+        list(build_messages("sft", label=label, query=it["question"], question=it["question"],
+                            answers=it["golden_answers"], k=args.k)), tokenize=False, add_generation_prompt=True))
+        for it in items for label in ("useful", "noisy")]
+    causes: Counter[str] = Counter()
+    full = 0
+    for start in tqdm(range(0, len(prompts), args.batch), desc=f"replies of {resolved.model_id}"):
+        chunk = prompts[start:start + args.batch]
+        encoded = tokenizer([p for _, p in chunk], return_tensors="pt", padding=True)
+        torch.manual_seed(start)
+        with torch.no_grad():
+            out = model.generate(**encoded, max_new_tokens=budget, do_sample=settings.temperature > 0,
+                                 temperature=settings.temperature or None, top_p=settings.top_p,
+                                 pad_token_id=tokenizer.eos_token_id)
+        for (label, _), row in zip(chunk, out, strict=True):
+            new = row[encoded["input_ids"].shape[1]:]
+            tokens = int((new != tokenizer.eos_token_id).sum())
+            text = tokenizer.decode(new, skip_special_tokens=True)
+            kept = len(parsing.split_snippets(text, args.k))
+            if kept >= args.k:
+                full += 1
+                continue
+            why = cause(text, tokens, budget)
+            causes[why] += 1
+            if args.show:
+                print(f"--- {label}: {kept} of {args.k} kept, {tokens} tokens, {why}\n{text}")
+    total = len(prompts)
+    print(f"model: {resolved.model_id}; {total} replies ({args.n} items x useful/noisy), k = {args.k}, "
+          f"budget {budget} tokens, temperature {settings.temperature}, top_p {settings.top_p}")
+    print(f"k documents by itself: {full} of {total} ({100 * full / total:.1f}%)")
+    for why, count in causes.most_common():
+        print(f"  short, {why}: {count}")
+    print(f"RESULT own_replies ratio={full / total:.3f} goal=>=0.98 ({'met' if full / total >= 0.98 else 'not met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
