@@ -32,6 +32,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -141,6 +142,7 @@ def _rel(path: Path) -> str:
 
 
 _RUNNING: set[subprocess.Popen] = set()  # what a SIGTERM must stop (arms run in worker threads)
+_STOPPING = threading.Event()  # set by SIGTERM: queued jobs of the worker threads must not start
 _TRAIN_STEP = re.compile(r"step (\d+) rollout:")
 _TQDM = re.compile(r"(\d+)/(\d+) \[")
 
@@ -148,6 +150,8 @@ _TQDM = re.compile(r"(\d+)/(\d+) \[")
 def run_logged(argv: Sequence[str], log: Path, progress: Progress, description: str, total: int,
                parse: re.Pattern[str], env: dict[str, str]) -> float:
     """Run `argv` with its output in `log`, advancing a progress bar from what the log says; returns seconds."""
+    if _STOPPING.is_set():
+        raise RuntimeError(f"{description} not started: stopping")
     log.parent.mkdir(parents=True, exist_ok=True)
     task = progress.add_task(description, total=total)
     started = time.perf_counter()
@@ -433,6 +437,7 @@ def run(
 
 
 def _stop(*_: Any) -> None:
+    _STOPPING.set()
     for proc in list(_RUNNING):
         proc.terminate()
     sys.exit(143)
