@@ -13,8 +13,6 @@ before `Doc k:`, or the budget running out. RESULT: the share of replies with k 
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -22,12 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cause(text: str, tokens: int, budget: int) -> str:
+def cause(text: str, k: int, tokens: int, budget: int) -> str:
     """Why a reply kept fewer than k documents."""
     from zerosearch_simulator import parsing
 
-    written = [" ".join(p.split()).lower() for p in re.split(r"Doc \d+:", text)[1:]]
-    written = [p for p in written if len(p.split()) >= parsing.MIN_WORDS]
+    written = [d.lower() for d in parsing.written_documents(text, k)]
     if len(written) > len(set(written)):
         return "a document written twice"
     if tokens >= budget:
@@ -37,7 +34,8 @@ def cause(text: str, tokens: int, budget: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(ROOT / "data/factbook_qa/test.jsonl"), help="QA file (Search-R1 schema)")
+    parser.add_argument("--data", default=str(ROOT / "data/factbook_qa"), help="QA file or folder (Search-R1 schema)")
+    parser.add_argument("--split", default="test", help="split of a QA folder")
     parser.add_argument("--n", type=int, default=24, help="QA items, one useful and one noisy search each")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--model", default=None, help="ZS_MODEL (default: the shipped tuned simulator)")
@@ -53,20 +51,22 @@ def main() -> int:
     from zerosearch_core.models import resolve_model
     from zerosearch_core.simulator_prompt import build_messages
     from zerosearch_simulator import parsing
+    from zerosearch_simulator.engine import first_reply_budget
     from zerosearch_simulator.settings import Settings
     from zerosearch_simulator.tuned import simulator_model
+    from zerosearch_trainer.sim_data import load_qa_items
 
     torch.set_num_threads(args.threads)
     settings = Settings()
     resolved = resolve_model(simulator_model(args.model))
     tokenizer = AutoTokenizer.from_pretrained(resolved.path, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(resolved.path)
-    budget = max(1, settings.max_new_tokens // 5) * args.k  # the engine's first-reply budget
-    items = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()][:args.n]
+    budget = first_reply_budget(settings.max_new_tokens, args.k)
+    items = load_qa_items(args.data, split=args.split, max_items=args.n)
     prompts = [(label, tokenizer.apply_chat_template(
-        list(build_messages("sft", label=label, query=it["question"], question=it["question"],
-                            answers=it["golden_answers"], k=args.k)), tokenize=False, add_generation_prompt=True))
-        for it in items for label in ("useful", "noisy")]
+        list(build_messages("sft", label=label, query=item.question, question=item.question,
+                            answers=list(item.answers), k=args.k)), tokenize=False, add_generation_prompt=True))
+        for item in items for label in ("useful", "noisy")]
     causes: Counter[str] = Counter()
     full = 0
     for start in tqdm(range(0, len(prompts), args.batch), desc=f"replies of {resolved.model_id}"):
@@ -85,7 +85,7 @@ def main() -> int:
             if kept >= args.k:
                 full += 1
                 continue
-            why = cause(text, tokens, budget)
+            why = cause(text, args.k, tokens, budget)
             causes[why] += 1
             if args.show:
                 print(f"--- {label}: {kept} of {args.k} kept, {tokens} tokens, {why}\n{text}")

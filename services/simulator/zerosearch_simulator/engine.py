@@ -40,6 +40,16 @@ RETRY_TEMPERATURE = 0.7
 MAX_SEED = 2**63
 
 
+def document_share(max_new_tokens: int) -> int:
+    """One document's tokens: `ZS_MAX_NEW_TOKENS` is the budget of five."""
+    return max(1, max_new_tokens // 5)
+
+
+def first_reply_budget(max_new_tokens: int, k: int) -> int:
+    """The tokens a reply of k documents may use before the engine continues it."""
+    return max(MIN_NEW_TOKENS, document_share(max_new_tokens) * k)
+
+
 def normalize_query(query: str) -> str:
     return " ".join(query.lower().split())
 
@@ -268,8 +278,8 @@ class SearchEngine:
         (the model writes the rest), the next one for each round in which that came out too short. Without the
         structure enforced, a short reply is retried whole once and whatever the better attempt wrote is
         returned."""
-        share = max(1, self.settings.max_new_tokens // 5)  # one document's tokens
-        budget = max(MIN_NEW_TOKENS, share * k)
+        share = document_share(self.settings.max_new_tokens)
+        budget = first_reply_budget(self.settings.max_new_tokens, k)
         stop = (parsing.marker(k + 1),)
         if not self.enforce_structure:
             return await self._write_with_retries(messages, k=k, seed=seed, budget=budget, stop=stop)

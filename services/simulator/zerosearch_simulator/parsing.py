@@ -54,8 +54,8 @@ def merge_snippets(old: list[str], new: list[str], k: int) -> list[str]:
     return merged
 
 
-def split_snippets(text: str, k: int) -> list[str]:
-    """Up to k snippets from model text, tolerating missing or broken `Doc i:` markers."""
+def written_documents(text: str, k: int) -> list[str]:
+    """Every usable document in model text, in order, repeats included, tolerating missing or broken markers."""
     markers = list(_DOC_MARKER.finditer(text))
     if markers:
         # Stop where the model started a document beyond k (the paper's client cut at `Doc {k+1}`).
@@ -66,11 +66,15 @@ def split_snippets(text: str, k: int) -> list[str]:
         pieces = [line for line in text.splitlines() if line.strip()]
         if len([p for p in pieces if _usable(_clean(p))]) < k:
             pieces = _SENTENCE_END.split(" ".join(text.split()))
+    return [snippet for snippet in map(_clean, pieces) if _usable(snippet)]
+
+
+def split_snippets(text: str, k: int) -> list[str]:
+    """Up to k snippets from model text: its documents, each written once (a repeat is kept once)."""
     snippets: list[str] = []
     seen: set[str] = set()
-    for piece in pieces:
-        snippet = _clean(piece)
-        if _usable(snippet) and snippet.lower() not in seen:
+    for snippet in written_documents(text, k):
+        if snippet.lower() not in seen:
             seen.add(snippet.lower())
             snippets.append(snippet)
         if len(snippets) == k:
