@@ -1,10 +1,12 @@
 """Simulator fidelity side by side: the untuned bundled model, the tuned default, and a real engine.
 
-    .venv/bin/python bench/fidelity.py --data data/factbook --n 24 [--verify off,on] [--torch-threads 1]
+    .venv/bin/python bench/fidelity.py --data data/factbook --n 24 [--verify off,on] [--no-repeat-ngram 0,12]
+        [--torch-threads 1]
 
 Starts one `zerosearch serve` per row on a free port (all at once, measured concurrently, so the rows share
 the machine's conditions): `ZS_MODEL=bundled-base` (untuned), the default (the shipped tuned adapter, or
-`--tuned-model DIR`) with label verification off and/or on (`ZS_VERIFY_LABELS`, `--verify`), and the
+`--tuned-model DIR`) with label verification off and/or on (`ZS_VERIFY_LABELS`, `--verify`) and with the
+decoder's repeat ban at one or more spans (`ZS_NO_REPEAT_NGRAM`, `--no-repeat-ngram`; 0 is off), and the
 corpus engine (`--backend corpus`) as the reference (or `--reference-url` of a running one, or
 `--no-reference`). Each row is `zerosearch fidelity`'s measurement (`zerosearch_trainer.fidelity`) on the same
 QA items with the same seeds: items whose entities the tuning data saw are left out (`--exclude-tuned`,
@@ -47,6 +49,8 @@ def main() -> None:
                         help="TUNING.json whose entities are left out (default: the shipped adapter's)")
     parser.add_argument("--verify", default="default",
                         help="ZS_VERIFY_LABELS of the tuned rows: 'default' (the service's), or a list like off,on")
+    parser.add_argument("--no-repeat-ngram", default="default",
+                        help="ZS_NO_REPEAT_NGRAM of the tuned rows: 'default' (the service's), or a list like 0,12")
     parser.add_argument("--reference-url", default=None, help="a running real engine to measure beside")
     parser.add_argument("--no-reference", action="store_true", help="no reference engine")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "fidelity.json"))
@@ -69,13 +73,17 @@ def main() -> None:
     env = model_env(args)
     rows: list[tuple[str, dict[str, str], str | None]] = []  # (name, env, backend)
     verify_modes = [None] if args.verify == "default" else [m.strip() for m in args.verify.split(",")]
-    # The untuned row once, with the service's default; the tuned row once per verification mode.
+    bans = [None] if args.no_repeat_ngram == "default" else [int(n) for n in args.no_repeat_ngram.split(",")]
+    # The untuned row once, with the service's default; the tuned row once per verification mode and repeat ban.
     rows.append(("untuned (bundled-base)", env | {"ZS_MODEL": "bundled-base"}, None))
     for verify in verify_modes:
-        suffix = "" if verify is None else f", verification {verify}"
-        extra = {} if verify is None else {"ZS_VERIFY_LABELS": "true" if verify == "on" else "false"}
-        tuned = {"ZS_MODEL": args.tuned_model} if args.tuned_model else {"ZS_MODEL": ""}
-        rows.append((f"tuned (default){suffix}", env | extra | tuned, None))
+        for ban in bans:
+            suffix = ("" if verify is None else f", verification {verify}") + (
+                "" if ban is None else f", repeat ban {ban or 'off'}")
+            extra = {} if verify is None else {"ZS_VERIFY_LABELS": "true" if verify == "on" else "false"}
+            extra |= {} if ban is None else {"ZS_NO_REPEAT_NGRAM": str(ban)}
+            tuned = {"ZS_MODEL": args.tuned_model} if args.tuned_model else {"ZS_MODEL": ""}
+            rows.append((f"tuned (default){suffix}", env | extra | tuned, None))
     servers = []
     urls: dict[str, str] = {}
     started = time.monotonic()

@@ -3,7 +3,8 @@ anything (no continuation, no label check), parsed by the service's own parser.
 
 For the first N items of the Factbook QA test split, one useful and one noisy search each (the sft prompt with
 the question and gold answers, k = 5), sampled with the service's defaults (ZS_TEMPERATURE, ZS_TOP_P) and a
-budget of ZS_MAX_NEW_TOKENS, seed = batch index. A reply is short when the parser keeps fewer than k documents;
+budget of ZS_MAX_NEW_TOKENS, seed = batch index, and the service's repeat ban (ZS_NO_REPEAT_NGRAM; --no-repeat-ngram
+0 turns it off). A reply is short when the parser keeps fewer than k documents;
 each short reply is put down to one cause: a document written twice (the parser keeps one), the model ending
 before `Doc k:`, or the budget running out. RESULT: the share of replies with k documents.
 
@@ -41,16 +42,19 @@ def main() -> int:
     parser.add_argument("--model", default=None, help="ZS_MODEL (default: the shipped tuned simulator)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-repeat-ngram", type=int, default=None,
+                        help="the repeat ban's span in tokens (default: ZS_NO_REPEAT_NGRAM; 0: off)")
     parser.add_argument("--show", action="store_true", help="print every short reply")
     args = parser.parse_args()
 
     import torch
     from tqdm import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
     from zerosearch_core.models import resolve_model
     from zerosearch_core.simulator_prompt import build_messages
     from zerosearch_simulator import parsing
+    from zerosearch_simulator.backends.continuous import repeating_tokens
     from zerosearch_simulator.engine import first_reply_budget
     from zerosearch_simulator.settings import Settings
     from zerosearch_simulator.tuned import simulator_model
@@ -58,6 +62,19 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     settings = Settings()
+    ban = settings.no_repeat_ngram if args.no_repeat_ngram is None else args.no_repeat_ngram
+
+    class NoRepeat(LogitsProcessor):
+        """The service's repeat ban over each row's reply (the tokens after the padded prompt)."""
+
+        def __init__(self, prompt_width: int) -> None:
+            self.prompt_width = prompt_width
+
+        def __call__(self, input_ids, scores):
+            for row, ids in enumerate(input_ids[:, self.prompt_width:].tolist()):
+                if banned := repeating_tokens(ids, ban):
+                    scores[row, banned] = float("-inf")
+            return scores
     resolved = resolve_model(simulator_model(args.model))
     tokenizer = AutoTokenizer.from_pretrained(resolved.path, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(resolved.path)
@@ -76,7 +93,9 @@ def main() -> int:
         with torch.no_grad():
             out = model.generate(**encoded, max_new_tokens=budget, do_sample=settings.temperature > 0,
                                  temperature=settings.temperature or None, top_p=settings.top_p,
-                                 pad_token_id=tokenizer.eos_token_id)
+                                 pad_token_id=tokenizer.eos_token_id,
+                                 logits_processor=LogitsProcessorList(
+                                     [NoRepeat(encoded["input_ids"].shape[1])] if ban else []))
         for (label, _), row in zip(chunk, out, strict=True):
             new = row[encoded["input_ids"].shape[1]:]
             tokens = int((new != tokenizer.eos_token_id).sum())
@@ -91,7 +110,8 @@ def main() -> int:
                 print(f"--- {label}: {kept} of {args.k} kept, {tokens} tokens, {why}\n{text}")
     total = len(prompts)
     print(f"model: {resolved.model_id}; {total} replies ({args.n} items x useful/noisy), k = {args.k}, "
-          f"budget {budget} tokens, temperature {settings.temperature}, top_p {settings.top_p}")
+          f"budget {budget} tokens, temperature {settings.temperature}, top_p {settings.top_p}, "
+          f"repeat ban {ban or 'off'}")
     print(f"k documents by itself: {full} of {total} ({100 * full / total:.1f}%)")
     for why, count in causes.most_common():
         print(f"  short, {why}: {count}")

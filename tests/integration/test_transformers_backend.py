@@ -213,3 +213,36 @@ async def test_shutdown_fails_waiting_requests(backend):
     with pytest.raises(BackendError, match="shutting down"):
         await other.generate(_request("rain"))
     assert not await other.check_health()
+
+
+def _new_repeats(before: list[int], new: list[int], n: int) -> list[tuple[int, ...]]:
+    """The spans of n tokens that end in `new` and already occurred earlier in before + new."""
+    ids = before + new
+    spans = [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
+    return [span for j, span in enumerate(spans) if j + n > len(before) and span in spans[:j]]
+
+
+async def test_no_repeat_ngram_keeps_a_reply_from_repeating_itself(backend):
+    """A reply that has written one sentence twice goes on repeating it (greedy); with no_repeat_ngram it cannot
+    repeat a span of that many tokens of the reply, continuation included, while the prompt (which holds the
+    sentence) may still be copied."""
+    sentence = "The river runs to the sea."
+    messages = ({"role": "user", "content": f"Repeat this sentence five times, one per line: {sentence}"},)
+    tokenizer = backend._tokenizer
+
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def request(**kwargs) -> GenerationRequest:
+        return GenerationRequest(messages=messages, max_new_tokens=32, temperature=0.0, **kwargs)
+
+    twice = f"{sentence}\n{sentence}\n"
+    free = await backend.generate(request(continuation=twice))
+    assert sentence in free.text, free.text  # the model does repeat itself when let
+    banned = await backend.generate(request(continuation=twice, no_repeat_ngram=4))
+    assert banned.text.strip(), "the ban left the model nothing to write"
+    assert _new_repeats(ids(twice), ids(free.text), 4)  # the check below can fail
+    assert not _new_repeats(ids(twice), ids(banned.text), 4), banned.text
+    assert sentence not in banned.text, banned.text
+    first = await backend.generate(request(no_repeat_ngram=4))
+    assert first.text.startswith("The river runs to the sea"), first.text  # copying the prompt is allowed

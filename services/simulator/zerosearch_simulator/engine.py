@@ -299,7 +299,8 @@ class SearchEngine:
             wanted = budget if not continuation else max(MIN_CONTINUE_TOKENS, share * (k - len(snippets)))
             generation = await self._run_backend(GenerationRequest(
                 messages=messages, max_new_tokens=min(wanted, left), temperature=temperature,
-                top_p=self.settings.top_p, seed=seed + rounds, stop=stop, continuation=continuation))
+                top_p=self.settings.top_p, seed=seed + rounds, stop=stop, continuation=continuation,
+                no_repeat_ngram=self.settings.no_repeat_ngram))
             left -= max(1, generation.completion_tokens)
             text = generation.text
             if continuation and generation.continued:
@@ -331,7 +332,7 @@ class SearchEngine:
                 temperature = RETRY_TEMPERATURE
             generation = await self._run_backend(GenerationRequest(
                 messages=messages, max_new_tokens=budget, temperature=temperature, top_p=self.settings.top_p,
-                seed=seed + attempt, stop=stop))
+                seed=seed + attempt, stop=stop, no_repeat_ngram=self.settings.no_repeat_ngram))
             snippets = parsing.split_snippets(generation.text, k)
             best = max(best, snippets, key=len)
             if len(snippets) >= k:

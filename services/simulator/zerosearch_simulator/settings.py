@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(320, ge=8, le=4096, description="Generation budget per search (the paper: 600).")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature (0: greedy).")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling.")
+    no_repeat_ngram: int = Field(12, ge=0, le=256, description=(
+        "The transformers backend never lets a reply repeat a span of this many tokens that it has already "
+        "written (0: off). A small model otherwise writes a document again verbatim, and a repeated document is "
+        "dropped and has to be written again. The vLLM and OpenAI-compatible backends ignore it."))
     max_batch: int = Field(8, ge=1, le=512, description="Most generations decoding together in one batch.")
     max_wait_ms: float = Field(20.0, ge=0.0, le=10_000.0, description=(
         "How long an idle transformers backend waits for more requests to start a batch with."))

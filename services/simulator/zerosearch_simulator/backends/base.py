@@ -20,7 +20,8 @@ class GenerationRequest:
     `continuation` is text the assistant has already written: the backend continues it (after the chat
     template's assistant header) instead of starting the reply, and returns only what it adds. The engine uses it
     to enforce the `Doc i:` structure: when a reply stops before k documents, it writes `Doc {n+1}:` and asks
-    for the rest."""
+    for the rest. `no_repeat_ngram` (n > 0): the reply, continuation included, never repeats a span of n
+    tokens it has already written; backends that cannot do this ignore it."""
 
     messages: tuple[dict[str, str], ...]
     max_new_tokens: int
@@ -29,6 +30,7 @@ class GenerationRequest:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     continuation: str = ""
+    no_repeat_ngram: int = 0
 
 
 def chat_prompt(tokenizer: Any, request: GenerationRequest) -> str:

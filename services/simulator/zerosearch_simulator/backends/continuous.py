@@ -9,7 +9,8 @@ common length. A batch therefore costs what its rows generate, where `model.gene
 once instead of waiting for the batch to end.
 
 Each row samples from its own `torch.Generator`, seeded with its request's seed, so its text does not depend
-on which other requests shared its batch (up to float rounding in batched matrix products).
+on which other requests shared its batch (up to float rounding in batched matrix products). A row whose request
+sets `no_repeat_ngram` never samples a token that would repeat a span of that many tokens of its reply.
 """
 
 from __future__ import annotations
@@ -44,11 +45,18 @@ class Row:
     request: GenerationRequest
     prompt_ids: list[int]
     finish: Callable[[Generation | BaseException], None]
+    reply_start: int = -1  # where the assistant's text (a continuation) begins in prompt_ids; -1: after them
     cancelled: Callable[[], bool] = lambda: False
     generated: list[int] = field(default_factory=list)
     generator: torch.Generator | None = None
     started: float = 0.0
     batch_size: int = 0  # rows decoding together when this one joined
+
+    @property
+    def reply(self) -> list[int]:
+        """The reply's tokens so far: its continuation, then what the row generated."""
+        start = len(self.prompt_ids) if self.reply_start < 0 else self.reply_start
+        return self.prompt_ids[start:] + self.generated
 
 
 class DecodeLoop:
@@ -207,6 +215,9 @@ class DecodeLoop:
         return out.logits[:, -1, :].float()
 
     def _sample(self, logits: torch.Tensor, rows: list[Row]) -> torch.Tensor:
+        for i, row in enumerate(rows):
+            if row.request.no_repeat_ngram and (banned := repeating_tokens(row.reply, row.request.no_repeat_ngram)):
+                logits[i, banned] = float("-inf")
         tokens = logits.argmax(dim=-1)
         sampled = [i for i, r in enumerate(rows) if r.request.temperature > 0]
         if sampled:
@@ -290,6 +301,17 @@ class DecodeLoop:
 
     def _reset(self) -> None:
         self._rows, self._cache, self._mask, self._pending = [], None, None, None
+
+
+def repeating_tokens(ids: list[int], n: int) -> list[int]:
+    """The tokens that would end a span of n tokens already in ids, if sampled next (HF's no_repeat_ngram_size,
+    over the reply only: the prompt may be copied, the question or a long gold answer, without limit)."""
+    if n < 1 or len(ids) < n - 1:
+        return []
+    if n == 1:
+        return sorted(set(ids))
+    tail = ids[len(ids) - n + 1:]
+    return sorted({ids[i + n - 1] for i in range(len(ids) - n + 1) if ids[i:i + n - 1] == tail})
 
 
 def _pad_left(tensor: torch.Tensor, width: int, *, dim: int) -> torch.Tensor:

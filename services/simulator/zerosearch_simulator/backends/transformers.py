@@ -119,7 +119,12 @@ class TransformersBackend(Backend):
         # A continuation's prompt starts with its first reply's, so the prefix cache serves most of it.
         text = chat_prompt(self._tokenizer, request)
         prompt_ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]  # the template wrote them
-        self._loop.submit(Row(request=request, prompt_ids=prompt_ids, finish=finish, cancelled=future.cancelled))
+        reply_start = len(prompt_ids)
+        if request.continuation and request.no_repeat_ngram:  # where the reply's own tokens begin
+            header = text[:len(text) - len(request.continuation)]
+            reply_start = min(reply_start, len(self._tokenizer(header, add_special_tokens=False)["input_ids"]))
+        self._loop.submit(Row(request=request, prompt_ids=prompt_ids, reply_start=reply_start, finish=finish,
+                              cancelled=future.cancelled))
         # A caller that gives up (the engine's timeout) cancels the future; the loop then drops its row.
         return await future
 
