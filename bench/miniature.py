@@ -106,6 +106,7 @@ class Settings:
     save_steps: int
     eval_batch: int
     sim_max_new_tokens: int
+    sim_verify: bool
     parallel: int
     redis_url: str
     references: bool = True
@@ -395,6 +396,10 @@ def run(
     sim_max_new_tokens: Annotated[int, typer.Option(min=8, help=(
         "ZS_MAX_NEW_TOKENS of the simulator: its generation budget per search. The policy reads at most 96 tokens "
         "of documents per search (the recipe's max_information_tokens), so more is wasted CPU."))] = 128,
+    sim_verify: Annotated[bool, typer.Option(help=(
+        "ZS_VERIFY_LABELS of the simulator (label verification and answer anchoring). Off by default, as the "
+        "paper's simulator: with it on, every useful set holds the answer, so at the curriculum's low starting "
+        "noise every trajectory of a group copies it, scores 1.0, and the group gives no gradient."))] = False,
     redis_url: Annotated[str, typer.Option(help=(
         "The simulator's cache (its own database): a restarted run gets the searches it already paid for back; "
         "'' for the in-process cache."))] = "redis://127.0.0.1:6379/13",
@@ -419,7 +424,7 @@ def run(
                  test_questions=test_questions, fixed_noise=fixed_noise, threads=threads, sim_backend=sim_backend,
                  engine_backend=engine_backend, warmup_examples=warmup_examples, batch=batch, group=group,
                  learning_rate=learning_rate, temperature=temperature, save_steps=save_steps,
-                 eval_batch=eval_batch, sim_max_new_tokens=sim_max_new_tokens,
+                 eval_batch=eval_batch, sim_max_new_tokens=sim_max_new_tokens, sim_verify=sim_verify,
                  parallel=parallel, redis_url=redis_url, references=references, train_extra=list(train_arg or []),
                  max_turns=max_turns,
                  max_tokens_per_turn=max_tokens_per_turn, max_completion_length=max_completion_length, top_k=top_k)
@@ -452,13 +457,22 @@ def _run(s: Settings, known: dict[str, Arm]) -> None:
         overall = progress.add_task("miniature", total=len(plan) * 2 + len(REFERENCES) * s.references + 1)
         ensure_data(s, progress)
         sim_env = _env(s.threads) | {"ZS_TIMEOUT_S": "600", "ZS_MAX_NEW_TOKENS": str(s.sim_max_new_tokens)}
-        console.print("starting the simulator ...")
-        with start_simulator(backend=s.sim_backend, redis_url=s.redis_url or None, env=sim_env,
+        if not (s.out / "warmup" / "warmup.json").is_file():
+            # The warm-up's documents are always verified: it teaches the protocol (search, then copy the answer
+            # from the documents), the same whatever the arms' simulator does.
+            console.print("starting the warm-up's simulator (label verification on) ...")
+            with start_simulator(backend=s.sim_backend, redis_url=s.redis_url or None,
+                                 env=sim_env | {"ZS_VERIFY_LABELS": "true"}, name="miniature-warmup-sim") as sim:
+                ensure_warmup(s, sim.url, progress)
+        progress.advance(overall)
+        console.print(f"starting the simulator (label verification {'on' if s.sim_verify else 'off'}) ...")
+        train_env = sim_env | {"ZS_VERIFY_LABELS": str(s.sim_verify).lower()}
+        with start_simulator(backend=s.sim_backend, redis_url=s.redis_url or None, env=train_env,
                              name="miniature-sim") as sim:
-            models = {"simulator": answering_model(sim.url)}
+            verified = "on" if s.sim_verify else "off"
+            models = {"simulator": f"{answering_model(sim.url)}, label verification {verified} in GRPO (on in the "
+                                   "warm-up)"}
             console.print(f"simulator: {models['simulator']}")
-            ensure_warmup(s, sim.url, progress)
-            progress.advance(overall)
             console.print("starting the real engine ...")
             with _start_engine(s) as engine:
                 models["engine"] = answering_model(engine.url)
