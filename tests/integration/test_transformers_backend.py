@@ -246,3 +246,22 @@ async def test_no_repeat_ngram_keeps_a_reply_from_repeating_itself(backend):
     assert sentence not in banned.text, banned.text
     first = await backend.generate(request(no_repeat_ngram=4))
     assert first.text.startswith("The river runs to the sea"), first.text  # copying the prompt is allowed
+
+
+async def test_end_after_keeps_a_reply_going_until_it_holds_the_text(backend):
+    """A short greedy reply ends by itself inside its budget; with end_after it cannot end before it has written
+    that text (here one it will not write, so it runs to the budget), and once it holds the text it ends as
+    before."""
+    messages = ({"role": "user", "content": "Reply with the number 7 and nothing else."},)
+
+    def request(**kwargs) -> GenerationRequest:
+        return GenerationRequest(messages=messages, max_new_tokens=40, temperature=0.0, **kwargs)
+
+    free = await backend.generate(request())
+    assert free.completion_tokens < 40, free.text  # ended by itself
+    held = await backend.generate(request(end_after="Doc 9:"))
+    assert held.completion_tokens == 40 or "Doc 9:" in held.text, held
+    assert held.text.startswith(free.text.rstrip()), (free.text, held.text)  # the same text until it would end
+    # once the reply holds the text (a word it writes early), it ends where it would have
+    word = free.text.split()[1]
+    assert (await backend.generate(request(end_after=word))).text == free.text

@@ -21,7 +21,9 @@ class GenerationRequest:
     template's assistant header) instead of starting the reply, and returns only what it adds. The engine uses it
     to enforce the `Doc i:` structure: when a reply stops before k documents, it writes `Doc {n+1}:` and asks
     for the rest. `no_repeat_ngram` (n > 0): the reply, continuation included, never repeats a span of n
-    tokens it has already written; backends that cannot do this ignore it."""
+    tokens it has already written. `end_after`: the reply may not end (end of sequence) before it holds this text;
+    the engine passes `Doc k:` so that a model cannot stop one document short. Backends that cannot do these two
+    ignore them."""
 
     messages: tuple[dict[str, str], ...]
     max_new_tokens: int
@@ -31,6 +33,7 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     continuation: str = ""
     no_repeat_ngram: int = 0
+    end_after: str = ""
 
 
 def chat_prompt(tokenizer: Any, request: GenerationRequest) -> str:

@@ -10,7 +10,8 @@ once instead of waiting for the batch to end.
 
 Each row samples from its own `torch.Generator`, seeded with its request's seed, so its text does not depend
 on which other requests shared its batch (up to float rounding in batched matrix products). A row whose request
-sets `no_repeat_ngram` never samples a token that would repeat a span of that many tokens of its reply.
+sets `no_repeat_ngram` never samples a token that would repeat a span of that many tokens of its reply, and one
+that sets `end_after` never samples an end-of-sequence token before its reply holds that text.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Row:
     generator: torch.Generator | None = None
     started: float = 0.0
     batch_size: int = 0  # rows decoding together when this one joined
+    may_end: bool = True  # False until the reply holds request.end_after
 
     @property
     def reply(self) -> list[int]:
@@ -74,6 +76,7 @@ class DecodeLoop:
         eos = model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
         self.eos_ids.add(tokenizer.eos_token_id)
+        self._eos_list = sorted(self.eos_ids)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._inbox: collections.deque[Row] = collections.deque()
         self._wake = threading.Condition()
@@ -164,6 +167,7 @@ class DecodeLoop:
         now = time.perf_counter()
         for row in rows:
             row.started = now
+            row.may_end = not row.request.end_after or row.request.end_after in row.request.continuation
             if row.request.seed is not None:
                 row.generator = torch.Generator(device=self.model.device).manual_seed(row.request.seed)
         if self.can_merge:
@@ -218,6 +222,8 @@ class DecodeLoop:
         for i, row in enumerate(rows):
             if row.request.no_repeat_ngram and (banned := repeating_tokens(row.reply, row.request.no_repeat_ngram)):
                 logits[i, banned] = float("-inf")
+            if not row.may_end:
+                logits[i, self._eos_list] = float("-inf")
         tokens = logits.argmax(dim=-1)
         sampled = [i for i, r in enumerate(rows) if r.request.temperature > 0]
         if sampled:
@@ -235,6 +241,8 @@ class DecodeLoop:
         for i, row in enumerate(self._rows):
             if i >= first:
                 row.generated.append(tokens[i - first])
+                if not row.may_end:
+                    row.may_end = row.request.end_after in self._tail(row, row.request.end_after)
             if self._stopping.is_set():
                 keep.append(i)  # the loop fails them as it exits
             elif row.cancelled():
@@ -251,10 +259,14 @@ class DecodeLoop:
         if row.generated[-1] in self.eos_ids or len(row.generated) >= request.max_new_tokens:
             return True
         if request.stop:
-            tail_tokens = max(_STOP_TAIL_TOKENS, *(len(stop) for stop in request.stop))
-            tail = self.tokenizer.decode(row.generated[-tail_tokens:], skip_special_tokens=True)
+            tail = self._tail(row, *request.stop)
             return any(stop in tail for stop in request.stop if stop)
         return False
+
+    def _tail(self, row: Row, *texts: str) -> str:
+        """The decoded end of what the row generated: long enough to hold any of `texts` just completed."""
+        tokens = max(_STOP_TAIL_TOKENS, *(len(text) for text in texts))
+        return self.tokenizer.decode(row.generated[-tokens:], skip_special_tokens=True)
 
     def _generation(self, row: Row) -> Generation:
         count = len(row.generated)  # an end-of-sequence token counts as generated, as in model.generate
