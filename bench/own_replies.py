@@ -3,8 +3,9 @@ anything (no continuation, no label check), parsed by the service's own parser.
 
 For the first N items of the Factbook QA test split, one useful and one noisy search each (the sft prompt with
 the question and gold answers, k = 5), sampled with the service's defaults (ZS_TEMPERATURE, ZS_TOP_P) and a
-budget of ZS_MAX_NEW_TOKENS, seed = batch index, and the service's repeat ban (ZS_NO_REPEAT_NGRAM; --no-repeat-ngram
-0 turns it off). A reply is short when the parser keeps fewer than k documents;
+budget of ZS_MAX_NEW_TOKENS, seed = batch index, and the service's decoding rules: the repeat ban
+(ZS_NO_REPEAT_NGRAM; --no-repeat-ngram 0 turns it off) and no end of sequence before `Doc k:` (--no-end-ban turns
+it off). A reply is short when the parser keeps fewer than k documents;
 each short reply is put down to one cause: a document written twice (the parser keeps one), the model ending
 before `Doc k:`, or the budget running out. RESULT: the share of replies with k documents.
 
@@ -44,6 +45,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-repeat-ngram", type=int, default=None,
                         help="the repeat ban's span in tokens (default: ZS_NO_REPEAT_NGRAM; 0: off)")
+    parser.add_argument("--no-end-ban", action="store_true", help="let a reply end before `Doc k:`")
     parser.add_argument("--show", action="store_true", help="print every short reply")
     args = parser.parse_args()
 
@@ -63,18 +65,22 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     settings = Settings()
     ban = settings.no_repeat_ngram if args.no_repeat_ngram is None else args.no_repeat_ngram
+    end_marker = None if args.no_end_ban else parsing.marker(args.k)
 
-    class NoRepeat(LogitsProcessor):
-        """The service's repeat ban over each row's reply (the tokens after the padded prompt)."""
+    class DecodingRules(LogitsProcessor):
+        """The service's decoding rules over each row's reply (the tokens after the padded prompt)."""
 
         def __init__(self, prompt_width: int) -> None:
             self.prompt_width = prompt_width
 
         def __call__(self, input_ids, scores):
             for row, ids in enumerate(input_ids[:, self.prompt_width:].tolist()):
-                if banned := repeating_tokens(ids, ban):
+                if ban and (banned := repeating_tokens(ids, ban)):
                     scores[row, banned] = float("-inf")
+                if end_marker and end_marker not in tokenizer.decode(ids, skip_special_tokens=True):
+                    scores[row, tokenizer.eos_token_id] = float("-inf")
             return scores
+
     resolved = resolve_model(simulator_model(args.model))
     tokenizer = AutoTokenizer.from_pretrained(resolved.path, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(resolved.path)
@@ -95,7 +101,7 @@ def main() -> int:
                                  temperature=settings.temperature or None, top_p=settings.top_p,
                                  pad_token_id=tokenizer.eos_token_id,
                                  logits_processor=LogitsProcessorList(
-                                     [NoRepeat(encoded["input_ids"].shape[1])] if ban else []))
+                                     [DecodingRules(encoded["input_ids"].shape[1])] if ban or end_marker else []))
         for (label, _), row in zip(chunk, out, strict=True):
             new = row[encoded["input_ids"].shape[1]:]
             tokens = int((new != tokenizer.eos_token_id).sum())
@@ -111,7 +117,7 @@ def main() -> int:
     total = len(prompts)
     print(f"model: {resolved.model_id}; {total} replies ({args.n} items x useful/noisy), k = {args.k}, "
           f"budget {budget} tokens, temperature {settings.temperature}, top_p {settings.top_p}, "
-          f"repeat ban {ban or 'off'}")
+          f"repeat ban {ban or 'off'}, end before {end_marker or '-'} {'banned' if end_marker else 'allowed'}")
     print(f"k documents by itself: {full} of {total} ({100 * full / total:.1f}%)")
     for why, count in causes.most_common():
         print(f"  short, {why}: {count}")
