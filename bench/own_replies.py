@@ -4,9 +4,9 @@ anything (no continuation, no label check), parsed by the service's own parser.
 For the first N items of the Factbook QA test split, one useful and one noisy search each (the sft prompt with
 the question and gold answers, k = 5), sampled with the service's defaults (ZS_TEMPERATURE, ZS_TOP_P) and a
 budget of ZS_MAX_NEW_TOKENS, seed = batch index, and the service's decoding rules: the repeat ban
-(ZS_NO_REPEAT_NGRAM; --no-repeat-ngram 0 turns it off) and no end of sequence before `Doc k:` (--no-end-ban turns
-it off). A reply is short when the parser keeps fewer than k documents;
-each short reply is put down to one cause: a document written twice (the parser keeps one), the model ending
+(ZS_NO_REPEAT_NGRAM; --no-repeat-ngram 0 turns it off) and no end of sequence before `Doc k:` and a usable
+document after it (--no-end-ban turns it off). A reply is short when the parser keeps fewer than k documents; each
+short reply is put down to one cause: a document written twice (the parser keeps one), the model ending
 before `Doc k:`, or the budget running out. RESULT: the share of replies with k documents.
 
     .venv/bin/python bench/own_replies.py --n 24 [--model bundled-base] [--show]
@@ -56,7 +56,7 @@ def main() -> int:
     from zerosearch_core.models import resolve_model
     from zerosearch_core.simulator_prompt import build_messages
     from zerosearch_simulator import parsing
-    from zerosearch_simulator.backends.continuous import repeating_tokens
+    from zerosearch_simulator.backends.continuous import may_end, repeating_tokens
     from zerosearch_simulator.engine import first_reply_budget
     from zerosearch_simulator.settings import Settings
     from zerosearch_simulator.tuned import simulator_model
@@ -77,7 +77,8 @@ def main() -> int:
             for row, ids in enumerate(input_ids[:, self.prompt_width:].tolist()):
                 if ban and (banned := repeating_tokens(ids, ban)):
                     scores[row, banned] = float("-inf")
-                if end_marker and end_marker not in tokenizer.decode(ids, skip_special_tokens=True):
+                if end_marker and not may_end(tokenizer.decode(ids, skip_special_tokens=True), end_marker,
+                                                parsing.MIN_WORDS):
                     scores[row, tokenizer.eos_token_id] = float("-inf")
             return scores
 

@@ -275,7 +275,8 @@ class SearchEngine:
         nothing is followed by a fresh reply, whose new documents are merged. All rounds together stop at three
         times the first reply's budget, and a set is short (`partial`) only when that cannot hold k. The stop
         string `Doc {k+1}:` ends a reply that runs past k, and a reply may not end before it has written `Doc k:`
-        (where the backend can forbid it: transformers), so most short replies never happen. `anchors` start the
+        and a usable document after it (where the backend can forbid it: transformers), so most short replies
+        never happen. `anchors` start the
         first document with given text
         (the model writes the rest), the next one for each round in which that came out too short. Without the
         structure enforced, a short reply is retried whole once and whatever the better attempt wrote is
@@ -302,7 +303,8 @@ class SearchEngine:
             generation = await self._run_backend(GenerationRequest(
                 messages=messages, max_new_tokens=min(wanted, left), temperature=temperature,
                 top_p=self.settings.top_p, seed=seed + rounds, stop=stop, continuation=continuation,
-                no_repeat_ngram=self.settings.no_repeat_ngram, end_after=parsing.marker(k)))
+                no_repeat_ngram=self.settings.no_repeat_ngram, end_after=parsing.marker(k),
+                end_after_words=parsing.MIN_WORDS))
             left -= max(1, generation.completion_tokens)
             text = generation.text
             if continuation and generation.continued:

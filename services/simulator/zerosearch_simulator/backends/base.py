@@ -21,9 +21,9 @@ class GenerationRequest:
     template's assistant header) instead of starting the reply, and returns only what it adds. The engine uses it
     to enforce the `Doc i:` structure: when a reply stops before k documents, it writes `Doc {n+1}:` and asks
     for the rest. `no_repeat_ngram` (n > 0): the reply, continuation included, never repeats a span of n
-    tokens it has already written. `end_after`: the reply may not end (end of sequence) before it holds this text;
-    the engine passes `Doc k:` so that a model cannot stop one document short. Backends that cannot do these two
-    ignore them."""
+    tokens it has already written. `end_after`: the reply may not end (end of sequence) before it holds this text
+    followed by `end_after_words` words; the engine passes `Doc k:` and the words a document needs, so that a
+    model cannot stop one document short. Backends that cannot do these two ignore them."""
 
     messages: tuple[dict[str, str], ...]
     max_new_tokens: int
@@ -34,6 +34,7 @@ class GenerationRequest:
     continuation: str = ""
     no_repeat_ngram: int = 0
     end_after: str = ""
+    end_after_words: int = 0
 
 
 def chat_prompt(tokenizer: Any, request: GenerationRequest) -> str:

@@ -11,7 +11,8 @@ once instead of waiting for the batch to end.
 Each row samples from its own `torch.Generator`, seeded with its request's seed, so its text does not depend
 on which other requests shared its batch (up to float rounding in batched matrix products). A row whose request
 sets `no_repeat_ngram` never samples a token that would repeat a span of that many tokens of its reply, and one
-that sets `end_after` never samples an end-of-sequence token before its reply holds that text.
+that sets `end_after` never samples an end-of-sequence token before its reply holds that text and then
+`end_after_words` words.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class Row:
     generator: torch.Generator | None = None
     started: float = 0.0
     batch_size: int = 0  # rows decoding together when this one joined
-    may_end: bool = True  # False until the reply holds request.end_after
+    may_end: bool = True  # False until the reply holds request.end_after and the words after it
 
     @property
     def reply(self) -> list[int]:
@@ -167,7 +168,9 @@ class DecodeLoop:
         now = time.perf_counter()
         for row in rows:
             row.started = now
-            row.may_end = not row.request.end_after or row.request.end_after in row.request.continuation
+            request = row.request
+            row.may_end = not request.end_after or may_end(request.continuation, request.end_after,
+                                                           request.end_after_words)
             if row.request.seed is not None:
                 row.generator = torch.Generator(device=self.model.device).manual_seed(row.request.seed)
         if self.can_merge:
@@ -241,8 +244,10 @@ class DecodeLoop:
         for i, row in enumerate(self._rows):
             if i >= first:
                 row.generated.append(tokens[i - first])
-                if not row.may_end:
-                    row.may_end = row.request.end_after in self._tail(row, row.request.end_after)
+                if not row.may_end:  # decoded whole: the words after the marker can span many tokens
+                    request = row.request
+                    reply = request.continuation + self.tokenizer.decode(row.generated, skip_special_tokens=True)
+                    row.may_end = may_end(reply, request.end_after, request.end_after_words)
             if self._stopping.is_set():
                 keep.append(i)  # the loop fails them as it exits
             elif row.cancelled():
@@ -259,14 +264,10 @@ class DecodeLoop:
         if row.generated[-1] in self.eos_ids or len(row.generated) >= request.max_new_tokens:
             return True
         if request.stop:
-            tail = self._tail(row, *request.stop)
+            tail_tokens = max(_STOP_TAIL_TOKENS, *(len(stop) for stop in request.stop))
+            tail = self.tokenizer.decode(row.generated[-tail_tokens:], skip_special_tokens=True)
             return any(stop in tail for stop in request.stop if stop)
         return False
-
-    def _tail(self, row: Row, *texts: str) -> str:
-        """The decoded end of what the row generated: long enough to hold any of `texts` just completed."""
-        tokens = max(_STOP_TAIL_TOKENS, *(len(text) for text in texts))
-        return self.tokenizer.decode(row.generated[-tokens:], skip_special_tokens=True)
 
     def _generation(self, row: Row) -> Generation:
         count = len(row.generated)  # an end-of-sequence token counts as generated, as in model.generate
@@ -313,6 +314,12 @@ class DecodeLoop:
 
     def _reset(self) -> None:
         self._rows, self._cache, self._mask, self._pending = [], None, None, None
+
+
+def may_end(reply: str, end_after: str, words: int) -> bool:
+    """Whether a reply may end: it holds `end_after`, followed by at least `words` words."""
+    at = reply.rfind(end_after)
+    return at >= 0 and len(reply[at + len(end_after):].split()) >= words
 
 
 def repeating_tokens(ids: list[int], n: int) -> list[int]:
