@@ -469,9 +469,8 @@ def _run(s: Settings, known: dict[str, Arm]) -> None:
         train_env = sim_env | {"ZS_VERIFY_LABELS": str(s.sim_verify).lower()}
         with start_simulator(backend=s.sim_backend, redis_url=s.redis_url or None, env=train_env,
                              name="miniature-sim") as sim:
-            verified = "on" if s.sim_verify else "off"
-            models = {"simulator": f"{answering_model(sim.url)}, label verification {verified} in GRPO (on in the "
-                                   "warm-up)"}
+            models = {"simulator": answering_model(sim.url),
+                      "simulator_verification": f"{'on' if s.sim_verify else 'off'} in GRPO, on in the warm-up"}
             console.print(f"simulator: {models['simulator']}")
             console.print("starting the real engine ...")
             with _start_engine(s) as engine:
@@ -624,7 +623,8 @@ def table_markdown(summary: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"EM, F1, sub-EM and answered in %, on {n} held-out questions, greedy decoding, searches against the "
                  "real engine; ± is half the range over seeds. "
-                 f"Simulator: {summary['models'].get('simulator', '?')}; real engine: "
+                 f"Simulator: {summary['models'].get('simulator', '?')} (label verification "
+                 f"{summary['models'].get('simulator_verification', 'on')}); real engine: "
                  f"{summary['models'].get('engine', '?')}.")
     lines += ["", "| arm | seed | gold answer in a retrieved document | answered, counting the invalid-action message "
               "| most common answer (share) | answer copied from the question |", "|---|---|---|---|---|---|"]

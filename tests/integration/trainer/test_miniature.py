@@ -51,6 +51,7 @@ def test_miniature_one_step_per_arm_then_resume(tmp_path: Path):
         assert record["eval"]["n"] == 3, name
         assert record["models"]["engine"] != "scripted"  # the real engine answered the evaluation
         assert record["models"]["simulator"] == "scripted"
+        assert record["models"]["simulator_verification"] == "off in GRPO, on in the warm-up"  # the default
         assert "zerosearch eval" in record["eval_command"]
     for name in trained:
         (point,) = runs[name]["curve"]
