@@ -276,11 +276,9 @@ class SearchEngine:
         times the first reply's budget, and a set is short (`partial`) only when that cannot hold k. The stop
         string `Doc {k+1}:` ends a reply that runs past k, and a reply may not end before it has written `Doc k:`
         and a usable document after it (where the backend can forbid it: transformers), so most short replies
-        never happen. `anchors` start the
-        first document with given text
-        (the model writes the rest), the next one for each round in which that came out too short. Without the
-        structure enforced, a short reply is retried whole once and whatever the better attempt wrote is
-        returned."""
+        never happen. `anchors` start the first document with given text (the model writes the rest), the next
+        one for each round in which that came out too short. Without the structure enforced, a short reply is
+        retried whole once and whatever the better attempt wrote is returned."""
         share = document_share(self.settings.max_new_tokens)
         budget = first_reply_budget(self.settings.max_new_tokens, k)
         stop = (parsing.marker(k + 1),)
