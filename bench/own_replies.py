@@ -4,10 +4,12 @@ anything (no continuation, no label check), parsed by the service's own parser.
 For the first N items of the Factbook QA test split, one useful and one noisy search each (the sft prompt with
 the question and gold answers, k = 5), sampled with the service's defaults (ZS_TEMPERATURE, ZS_TOP_P) and a
 budget of ZS_MAX_NEW_TOKENS, seed = batch index, and the service's decoding rules: the repeat ban
-(ZS_NO_REPEAT_NGRAM; --no-repeat-ngram 0 turns it off) and no end of sequence before `Doc k:` and a usable
-document after it (--no-end-ban turns it off). A reply is short when the parser keeps fewer than k documents; each
-short reply is put down to one cause: a document written twice (the parser keeps one), the model ending
-before `Doc k:`, or the budget running out. RESULT: the share of replies with k documents.
+(ZS_NO_REPEAT_NGRAM; --no-repeat-ngram 0 turns it off), no end of sequence before `Doc k:` and a usable
+document after it (--no-end-ban turns it off), and the next marker written for the model once the budget left is
+the reserve of the documents still to come (--no-marker-reserve turns it off). A reply is short when the parser
+keeps fewer than k documents; each short reply is put down to one cause: a document written twice (the parser
+keeps one), the model ending before `Doc k:`, or the budget running out. RESULT: the share of replies with k
+documents.
 
     .venv/bin/python bench/own_replies.py --n 24 [--model bundled-base] [--show]
 """
@@ -46,6 +48,8 @@ def main() -> int:
     parser.add_argument("--no-repeat-ngram", type=int, default=None,
                         help="the repeat ban's span in tokens (default: ZS_NO_REPEAT_NGRAM; 0: off)")
     parser.add_argument("--no-end-ban", action="store_true", help="let a reply end before `Doc k:`")
+    parser.add_argument("--no-marker-reserve", action="store_true",
+                        help="let one document spend the budget of the rest")
     parser.add_argument("--show", action="store_true", help="print every short reply")
     args = parser.parse_args()
 
@@ -56,8 +60,8 @@ def main() -> int:
     from zerosearch_core.models import resolve_model
     from zerosearch_core.simulator_prompt import build_messages
     from zerosearch_simulator import parsing
-    from zerosearch_simulator.backends.continuous import may_end, repeating_tokens
-    from zerosearch_simulator.engine import first_reply_budget
+    from zerosearch_simulator.backends.continuous import marker_due, may_end, repeating_tokens
+    from zerosearch_simulator.engine import document_share, first_reply_budget
     from zerosearch_simulator.settings import Settings
     from zerosearch_simulator.tuned import simulator_model
     from zerosearch_trainer.sim_data import load_qa_items
@@ -66,15 +70,28 @@ def main() -> int:
     settings = Settings()
     ban = settings.no_repeat_ngram if args.no_repeat_ngram is None else args.no_repeat_ngram
     end_marker = None if args.no_end_ban else parsing.marker(args.k)
+    markers = tuple(parsing.marker(i) for i in range(1, args.k + 1))
+    reserve = 0 if args.no_marker_reserve else document_share(settings.max_new_tokens) // 2
 
     class DecodingRules(LogitsProcessor):
         """The service's decoding rules over each row's reply (the tokens after the padded prompt)."""
 
-        def __init__(self, prompt_width: int) -> None:
+        def __init__(self, prompt_width: int, rows: int) -> None:
             self.prompt_width = prompt_width
+            self.forced: list[list[int]] = [[] for _ in range(rows)]  # a marker being written, per row
 
         def __call__(self, input_ids, scores):
             for row, ids in enumerate(input_ids[:, self.prompt_width:].tolist()):
+                if reserve and not self.forced[row]:
+                    due = marker_due(tokenizer.decode(ids, skip_special_tokens=True), markers, budget - len(ids),
+                                     reserve, parsing.MIN_WORDS)
+                    if due is not None:
+                        self.forced[row] = tokenizer.encode("\n" + due, add_special_tokens=False)
+                if self.forced[row]:
+                    token = self.forced[row].pop(0)
+                    scores[row, :] = float("-inf")
+                    scores[row, token] = 0.0
+                    continue
                 if ban and (banned := repeating_tokens(ids, ban)):
                     scores[row, banned] = float("-inf")
                 if end_marker and not may_end(tokenizer.decode(ids, skip_special_tokens=True), end_marker,
@@ -102,7 +119,8 @@ def main() -> int:
                                  temperature=settings.temperature or None, top_p=settings.top_p,
                                  pad_token_id=tokenizer.eos_token_id,
                                  logits_processor=LogitsProcessorList(
-                                     [DecodingRules(encoded["input_ids"].shape[1])] if ban or end_marker else []))
+                                     [DecodingRules(encoded["input_ids"].shape[1], len(chunk))]
+                                     if ban or end_marker or reserve else []))
         for (label, _), row in zip(chunk, out, strict=True):
             new = row[encoded["input_ids"].shape[1]:]
             tokens = int((new != tokenizer.eos_token_id).sum())
@@ -118,7 +136,8 @@ def main() -> int:
     total = len(prompts)
     print(f"model: {resolved.model_id}; {total} replies ({args.n} items x useful/noisy), k = {args.k}, "
           f"budget {budget} tokens, temperature {settings.temperature}, top_p {settings.top_p}, "
-          f"repeat ban {ban or 'off'}, end before {end_marker or '-'} {'banned' if end_marker else 'allowed'}")
+          f"repeat ban {ban or 'off'}, end before {end_marker or '-'} {'banned' if end_marker else 'allowed'}, "
+          f"marker reserve {reserve or 'off'}")
     print(f"k documents by itself: {full} of {total} ({100 * full / total:.1f}%)")
     for why, count in causes.most_common():
         print(f"  short, {why}: {count}")

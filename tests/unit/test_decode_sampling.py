@@ -1,10 +1,11 @@
-"""The decode loop's rules: which next tokens would repeat a span of the reply, and when a reply may end."""
+"""The decode loop's rules: which next tokens would repeat a span of the reply, when a reply may end, and when
+the next document marker is written for the model."""
 
 from __future__ import annotations
 
 import pytest
 
-from zerosearch_simulator.backends.continuous import may_end, repeating_tokens
+from zerosearch_simulator.backends.continuous import marker_due, may_end, repeating_tokens
 
 
 @pytest.mark.parametrize(("ids", "n", "banned"), [
@@ -29,3 +30,19 @@ def test_repeating_tokens(ids, n, banned):
 ])
 def test_may_end_after_the_last_marker_and_its_words(reply, allowed):
     assert may_end(reply, "Doc 3:", 4) is allowed
+
+
+MARKERS = ("Doc 1:", "Doc 2:", "Doc 3:")
+
+
+@pytest.mark.parametrize(("reply", "left", "due"), [
+    ("Doc 1: a b c d e f g h", 20, "Doc 2:"),  # 20 tokens left, 2 documents to come at 10 each: time to move on
+    ("Doc 1: a b c d e f g h", 21, None),  # the budget still holds more than their reserve
+    ("Doc 1: a b c d\nDoc 2: e f g h i", 10, "Doc 3:"),  # the second document, one to come
+    ("Doc 1: a b c d\nDoc 2: e f g h i", 11, None),
+    ("Doc 1: a b c d\nDoc 2: e f g", 1, None),  # the document being written is too short to end yet
+    ("Doc 1: a b c d\nDoc 2: e f g h\nDoc 3: i j k l", 1, None),  # the last document: no marker after it
+    ("An answer without markers", 1, None),  # the model has not started the form: nothing to continue
+])
+def test_marker_due_when_the_budget_left_is_the_reserve_of_the_documents_to_come(reply, left, due):
+    assert marker_due(reply, MARKERS, left, 10, 4) == due

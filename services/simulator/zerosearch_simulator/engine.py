@@ -276,12 +276,15 @@ class SearchEngine:
         times the first reply's budget, and a set is short (`partial`) only when that cannot hold k. The stop
         string `Doc {k+1}:` ends a reply that runs past k, and a reply may not end before it has written `Doc k:`
         and a usable document after it (where the backend can forbid it: transformers), so most short replies
-        never happen. `anchors` start the first document with given text (the model writes the rest), the next
+        never happen; nor do most replies that spend the budget on one runaway document: once the budget left is
+        down to half a share for each document still to come, the backend ends the current one and writes the
+        next marker itself. `anchors` start the first document with given text (the model writes the rest), the next
         one for each round in which that came out too short. Without the structure enforced, a short reply is
         retried whole once and whatever the better attempt wrote is returned."""
         share = document_share(self.settings.max_new_tokens)
         budget = first_reply_budget(self.settings.max_new_tokens, k)
         stop = (parsing.marker(k + 1),)
+        markers = tuple(parsing.marker(i) for i in range(1, k + 1))
         if not self.enforce_structure:
             return await self._write_with_retries(messages, k=k, seed=seed, budget=budget, stop=stop)
         snippets: list[str] = []
@@ -302,7 +305,7 @@ class SearchEngine:
                 messages=messages, max_new_tokens=min(wanted, left), temperature=temperature,
                 top_p=self.settings.top_p, seed=seed + rounds, stop=stop, continuation=continuation,
                 no_repeat_ngram=self.settings.no_repeat_ngram, end_after=parsing.marker(k),
-                end_after_words=parsing.MIN_WORDS))
+                end_after_words=parsing.MIN_WORDS, markers=markers, marker_reserve=share // 2))
             left -= max(1, generation.completion_tokens)
             text = generation.text
             if continuation and generation.continued:

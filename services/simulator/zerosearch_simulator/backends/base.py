@@ -23,7 +23,11 @@ class GenerationRequest:
     for the rest. `no_repeat_ngram` (n > 0): the reply, continuation included, never repeats a span of n
     tokens it has already written. `end_after`: the reply may not end (end of sequence) before it holds this text
     followed by `end_after_words` words; the engine passes `Doc k:` and the words a document needs, so that a
-    model cannot stop one document short. Backends that cannot do these two ignore them."""
+    model cannot stop one document short. `markers` (the k markers in order) with `marker_reserve` (n > 0): once
+    the budget left would hold the documents still to come at no more than n tokens each, the document being
+    written is ended (as soon as it holds `end_after_words` words) and the next marker written for the model,
+    so that one runaway document cannot spend the budget of the rest. Backends that cannot do these three ignore
+    them."""
 
     messages: tuple[dict[str, str], ...]
     max_new_tokens: int
@@ -35,6 +39,8 @@ class GenerationRequest:
     no_repeat_ngram: int = 0
     end_after: str = ""
     end_after_words: int = 0
+    markers: tuple[str, ...] = ()
+    marker_reserve: int = 0
 
 
 def chat_prompt(tokenizer: Any, request: GenerationRequest) -> str:

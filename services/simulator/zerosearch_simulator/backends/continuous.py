@@ -12,7 +12,8 @@ Each row samples from its own `torch.Generator`, seeded with its request's seed,
 on which other requests shared its batch (up to float rounding in batched matrix products). A row whose request
 sets `no_repeat_ngram` never samples a token that would repeat a span of that many tokens of its reply, and one
 that sets `end_after` never samples an end-of-sequence token before its reply holds that text and then
-`end_after_words` words.
+`end_after_words` words. A row that sets `markers` and `marker_reserve` has the next marker written for it (the
+tokens forced, not sampled) when the budget left comes down to what the documents still to come are reserved.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Row:
     started: float = 0.0
     batch_size: int = 0  # rows decoding together when this one joined
     may_end: bool = True  # False until the reply holds request.end_after and the words after it
+    forced: list[int] = field(default_factory=list)  # tokens to write next instead of sampling (a marker)
 
     @property
     def reply(self) -> list[int]:
@@ -236,6 +238,9 @@ class DecodeLoop:
             probs = _top_p(torch.softmax(logits[index] / temperature.unsqueeze(1), dim=-1), top_p)
             for slot, i in enumerate(sampled):
                 tokens[i] = torch.multinomial(probs[slot], 1, generator=rows[i].generator)[0]
+        for i, row in enumerate(rows):
+            if row.forced:
+                tokens[i] = row.forced.pop(0)
         return tokens
 
     def _advance(self, tokens: list[int], *, first: int) -> None:
@@ -248,6 +253,7 @@ class DecodeLoop:
                     request = row.request
                     reply = request.continuation + self.tokenizer.decode(row.generated, skip_special_tokens=True)
                     row.may_end = may_end(reply, request.end_after, request.end_after_words)
+                self._force_marker(row)
             if self._stopping.is_set():
                 keep.append(i)  # the loop fails them as it exits
             elif row.cancelled():
@@ -258,6 +264,18 @@ class DecodeLoop:
                 keep.append(i)
         if len(keep) < len(self._rows):
             self._select(keep)
+
+    def _force_marker(self, row: Row) -> None:
+        """Queue the next marker when the budget left is down to the reserve of the documents still to come."""
+        request = row.request
+        left = request.max_new_tokens - len(row.generated)
+        # Cheap test first: the reply is decoded only in the last (k - 1) reserves of its budget.
+        if row.forced or not request.marker_reserve or left > (len(request.markers) - 1) * request.marker_reserve:
+            return
+        reply = request.continuation + self.tokenizer.decode(row.generated, skip_special_tokens=True)
+        due = marker_due(reply, request.markers, left, request.marker_reserve, request.end_after_words)
+        if due is not None:
+            row.forced = self.tokenizer.encode("\n" + due, add_special_tokens=False)
 
     def _ended(self, row: Row) -> bool:
         request = row.request
@@ -320,6 +338,16 @@ def may_end(reply: str, end_after: str, words: int) -> bool:
     """Whether a reply may end: it holds `end_after`, followed by at least `words` words."""
     at = reply.rfind(end_after)
     return at >= 0 and len(reply[at + len(end_after):].split()) >= words
+
+
+def marker_due(reply: str, markers: tuple[str, ...], left: int, reserve: int, words: int) -> str | None:
+    """The marker to write now, if any: the next one, when the `left` tokens of the budget are no more than
+    `reserve` for each document after the one being written, and that one holds `words` words (a document cut
+    shorter would be dropped by the parser, and the set be one short all the same)."""
+    current = max((i + 1 for i, m in enumerate(markers) if m in reply), default=0)
+    if current == 0 or current == len(markers) or left > (len(markers) - current) * reserve:
+        return None
+    return markers[current] if may_end(reply, markers[current - 1], words) else None
 
 
 def repeating_tokens(ids: list[int], n: int) -> list[int]:
