@@ -249,11 +249,12 @@ class DecodeLoop:
         for i, row in enumerate(self._rows):
             if i >= first:
                 row.generated.append(tokens[i - first])
-                if not row.may_end:  # decoded whole: the words after the marker can span many tokens
+                reply = None  # decoded whole, once, when a rule needs it: a document's words can span many tokens
+                if not row.may_end:
                     request = row.request
-                    reply = request.continuation + self.tokenizer.decode(row.generated, skip_special_tokens=True)
+                    reply = self._reply(row)
                     row.may_end = may_end(reply, request.end_after, request.end_after_words)
-                self._force_marker(row)
+                self._force_marker(row, reply)
             if self._stopping.is_set():
                 keep.append(i)  # the loop fails them as it exits
             elif row.cancelled():
@@ -265,14 +266,17 @@ class DecodeLoop:
         if len(keep) < len(self._rows):
             self._select(keep)
 
-    def _force_marker(self, row: Row) -> None:
+    def _reply(self, row: Row) -> str:
+        return row.request.continuation + self.tokenizer.decode(row.generated, skip_special_tokens=True)
+
+    def _force_marker(self, row: Row, reply: str | None) -> None:
         """Queue the next marker when the budget left is down to the reserve of the documents still to come."""
         request = row.request
         left = request.max_new_tokens - len(row.generated)
         # Cheap test first: the reply is decoded only in the last (k - 1) reserves of its budget.
         if row.forced or not request.marker_reserve or left > (len(request.markers) - 1) * request.marker_reserve:
             return
-        reply = request.continuation + self.tokenizer.decode(row.generated, skip_special_tokens=True)
+        reply = self._reply(row) if reply is None else reply
         due = marker_due(reply, request.markers, left, request.marker_reserve, request.end_after_words)
         if due is not None:
             row.forced = self.tokenizer.encode("\n" + due, add_special_tokens=False)
