@@ -346,7 +346,7 @@ def diagnostics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 CURVE_KEYS = ("reward", "rewards/f1_reward/mean", "rewards/format_reward/mean", "search/searches_per_trajectory",
               "rollout/answered", "rollout/invalid_actions", "curriculum/noise", "completions/mean_length",
-              "reward_std", "frac_reward_zero_std")
+              "reward_std", "frac_reward_zero_std", "entropy")
 
 
 def curve(log_history: Sequence[dict[str, Any]]) -> list[dict[str, float]]:
@@ -565,6 +565,8 @@ def summarise(out: Path) -> dict[str, Any]:
         results = json.loads((path.parent / "eval.json").read_text())["results"]
         record["diagnostics"] = diagnostics(results)
         record["eval_as_run"], record["eval"] = record["eval"], rescore(results)
+        if (state := path.parent / "trainer_state.json").is_file():  # the curve with the current CURVE_KEYS
+            record["curve"] = curve(json.loads(state.read_text())["log_history"])
         records.append(record)
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in records:
@@ -647,8 +649,11 @@ def plot_curves(summary: dict[str, Any], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("reward (F1)", "reward"), ("searches per trajectory", "search/searches_per_trajectory"),
-              ("answered rate", "rollout/answered"), ("curriculum noise", "curriculum/noise")]
+    # the reward, and why it can stay flat: groups whose rewards are all equal give no gradient, and a policy
+    # whose sampling entropy is near zero writes the same trajectory eight times
+    panels = [("reward (F1)", "reward"), ("groups with no reward variance", "frac_reward_zero_std"),
+              ("policy entropy", "entropy"), ("searches per trajectory", "search/searches_per_trajectory"),
+              ("curriculum noise", "curriculum/noise")]
     colours = {"zerosearch": "tab:blue", "real-search": "tab:orange", "fixed-noise": "tab:green",
                "no-masking": "tab:red"}
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
