@@ -61,7 +61,7 @@ def main() -> int:
     from zerosearch_core.simulator_prompt import build_messages
     from zerosearch_simulator import parsing
     from zerosearch_simulator.backends.continuous import marker_due, may_end, repeating_tokens
-    from zerosearch_simulator.engine import document_share, first_reply_budget
+    from zerosearch_simulator.engine import first_reply_budget, marker_reserve
     from zerosearch_simulator.settings import Settings
     from zerosearch_simulator.tuned import simulator_model
     from zerosearch_trainer.sim_data import load_qa_items
@@ -71,7 +71,7 @@ def main() -> int:
     ban = settings.no_repeat_ngram if args.no_repeat_ngram is None else args.no_repeat_ngram
     end_marker = None if args.no_end_ban else parsing.marker(args.k)
     markers = tuple(parsing.marker(i) for i in range(1, args.k + 1))
-    reserve = 0 if args.no_marker_reserve else document_share(settings.max_new_tokens) // 2
+    reserve = 0 if args.no_marker_reserve else marker_reserve(settings.max_new_tokens)
 
     class DecodingRules(LogitsProcessor):
         """The service's decoding rules over each row's reply (the tokens after the padded prompt)."""
@@ -82,9 +82,9 @@ def main() -> int:
 
         def __call__(self, input_ids, scores):
             for row, ids in enumerate(input_ids[:, self.prompt_width:].tolist()):
+                reply = tokenizer.decode(ids, skip_special_tokens=True)  # once for both rules that read it
                 if reserve and not self.forced[row]:
-                    due = marker_due(tokenizer.decode(ids, skip_special_tokens=True), markers, budget - len(ids),
-                                     reserve, parsing.MIN_WORDS)
+                    due = marker_due(reply, markers, budget - len(ids), reserve, parsing.MIN_WORDS)
                     if due is not None:
                         self.forced[row] = tokenizer.encode("\n" + due, add_special_tokens=False)
                 if self.forced[row]:
@@ -94,8 +94,7 @@ def main() -> int:
                     continue
                 if ban and (banned := repeating_tokens(ids, ban)):
                     scores[row, banned] = float("-inf")
-                if end_marker and not may_end(tokenizer.decode(ids, skip_special_tokens=True), end_marker,
-                                                parsing.MIN_WORDS):
+                if end_marker and not may_end(reply, end_marker, parsing.MIN_WORDS):
                     scores[row, tokenizer.eos_token_id] = float("-inf")
             return scores
 

@@ -50,6 +50,11 @@ def first_reply_budget(max_new_tokens: int, k: int) -> int:
     return max(MIN_NEW_TOKENS, document_share(max_new_tokens) * k)
 
 
+def marker_reserve(max_new_tokens: int) -> int:
+    """The tokens the decoder keeps for each document still to come: half a document's share."""
+    return document_share(max_new_tokens) // 2
+
+
 def normalize_query(query: str) -> str:
     return " ".join(query.lower().split())
 
@@ -285,6 +290,7 @@ class SearchEngine:
         budget = first_reply_budget(self.settings.max_new_tokens, k)
         stop = (parsing.marker(k + 1),)
         markers = tuple(parsing.marker(i) for i in range(1, k + 1))
+        reserve = marker_reserve(self.settings.max_new_tokens)
         if not self.enforce_structure:
             return await self._write_with_retries(messages, k=k, seed=seed, budget=budget, stop=stop)
         snippets: list[str] = []
@@ -305,7 +311,7 @@ class SearchEngine:
                 messages=messages, max_new_tokens=min(wanted, left), temperature=temperature,
                 top_p=self.settings.top_p, seed=seed + rounds, stop=stop, continuation=continuation,
                 no_repeat_ngram=self.settings.no_repeat_ngram, end_after=parsing.marker(k),
-                end_after_words=parsing.MIN_WORDS, markers=markers, marker_reserve=share // 2))
+                end_after_words=parsing.MIN_WORDS, markers=markers, marker_reserve=reserve))
             left -= max(1, generation.completion_tokens)
             text = generation.text
             if continuation and generation.continued:
