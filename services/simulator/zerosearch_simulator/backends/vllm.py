@@ -131,7 +131,14 @@ class VLLMBackend(Backend):
         self._closing = True
         engine, self._engine = self._engine, None
         if engine is not None:
-            # Stops the engine core process and the output handler; in-flight requests end with an error.
+            handler = getattr(engine, "output_handler", None)
+            if handler is not None and not self._in_flight:
+                # vLLM stops the engine core before it cancels the output handler, which meanwhile logs the dead
+                # core as a crash (EngineDeadError with a traceback). With nothing in flight the handler has no
+                # one to tell: cancel it first. With requests in flight it stays, so that they end with an error.
+                handler.cancel()
+                await asyncio.wait([handler])
+            # Stops the engine core process (and the output handler, if it still runs).
             await asyncio.to_thread(engine.shutdown)
             logger.info("vLLM engine stopped")
 
