@@ -17,8 +17,11 @@ import json
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,10 +151,28 @@ def load_corpus(path: str | Path | None = None) -> Corpus:
 
 def _bm25s() -> Any:
     try:
-        import bm25s
+        with _jax_hidden():
+            import bm25s
     except ImportError as exc:
         raise CorpusError("the corpus engine needs bm25s: pip install 'zerosearch[simulator]'") from exc
     return bm25s
+
+
+@contextmanager
+def _jax_hidden() -> Iterator[None]:
+    """Import bm25s as if JAX were not installed. bm25s probes JAX at import with a `jax.lax.top_k` call, and on a
+    GPU host with jax[cuda] that first call makes JAX take 75% of the GPU's memory (an H200: the corpus engine held
+    108 GB, leaving the simulator or the policy beside it little). We never use bm25s's JAX path (scores come from
+    `get_scores`, the top k from numpy), so its probe is skipped. A JAX the process imported itself stays as it is."""
+    if "jax" in sys.modules or "bm25s.selection" in sys.modules:
+        yield
+        return
+    sys.modules["jax"] = None  # type: ignore[assignment]  # `import jax...` raises ImportError inside the block
+    try:
+        yield
+    finally:
+        if sys.modules.get("jax", 0) is None:
+            del sys.modules["jax"]
 
 
 class BM25Index:

@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,33 @@ def test_retriever_before_start_is_a_recoverable_error() -> None:
     with pytest.raises(BackendError) as info:
         asyncio.run(retriever.retrieve("a", 1))
     assert info.value.recoverable
+
+
+def test_bm25s_does_not_wake_jax(tmp_path: Path):
+    """bm25s calls `jax.lax.top_k` at import when JAX is installed; on a GPU host that call makes JAX take 75% of the
+    GPU. A stand-in `jax` records any call; the index must build and search without one, and the process can still
+    import JAX itself afterwards. (A subprocess: bm25s may already be imported in this one.)"""
+    fake = tmp_path / "site" / "jax"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("from . import lax\n")
+    (fake / "lax.py").write_text(
+        "import os\n"
+        "def top_k(scores, k):\n"
+        "    open(os.environ['JAX_CALLS'], 'a').write('top_k\\n')\n"
+        "    raise RuntimeError('JAX woken')\n")
+    calls = tmp_path / "calls.txt"
+    script = (
+        "import sys\n"
+        "from zerosearch_core.corpus import BM25Index, Corpus, Passage\n"
+        "passage = Passage(id='0', title='Nairobi', url='', text='Nairobi is the capital of Kenya.')\n"
+        "corpus = Corpus.from_passages('test', [passage])\n"
+        "index = BM25Index(corpus, BM25Index._build(corpus, False))\n"
+        "assert index.search('capital Kenya', 1)[0][0].id == '0'\n"
+        "import jax\n"
+        "print('jax importable:', jax.__name__)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")]),
+           "JAX_CALLS": str(calls)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "jax importable: jax" in done.stdout
+    assert not calls.exists(), "bm25s called into JAX at import"
