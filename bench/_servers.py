@@ -9,8 +9,10 @@ access log) so that the benchmarks compare the service, not logging.
 from __future__ import annotations
 
 import os
+import signal
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,6 +28,17 @@ VENV_BIN = Path(sys.executable).parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"  # the benchmarks' own database, flushed before each run
 LOG_LEVEL = "warning"  # the same for the simulator and the bare baseline
 STARTUP_TIMEOUT_S = 600  # the first start of the transformers backend converts the bundled GGUF
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+# A benchmark stopped with SIGTERM (`timeout`, `kill`) unwinds like one stopped with Ctrl-C, so its `finally` and
+# `with` blocks stop the servers it started: they run in their own process sessions and would outlive it (seen on
+# a GPU host: a timed-out fidelity run left three servers holding the GPU). A benchmark with its own handler keeps it.
+if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
 def flush_redis(url: str) -> None:

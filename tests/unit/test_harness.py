@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -107,3 +108,27 @@ def test_read_metric_sums_matching_samples():
     assert read_metric(text, "zerosearch_requests_total", must_contain='"/v1/search/batch"') == 2
     assert read_metric(text, "zerosearch_generations_total") == 5
     assert read_metric(text, "missing") == 0
+
+
+def test_a_benchmark_stopped_with_sigterm_stops_its_servers(tmp_path):
+    """A benchmark (anything importing bench._servers) killed by `timeout` must not leave its servers running."""
+    driver = (
+        "import sys, time\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "import bench._servers\n"
+        "from tests.unit.test_harness import serve\n"
+        "from pathlib import Path\n"
+        "with serve(Path(sys.argv[2])) as server:\n"
+        "    Path(sys.argv[2], 'server.pid').write_text(str(server.proc.pid))\n"
+        "    time.sleep(300)\n")
+    root = Path(__file__).resolve().parents[2]
+    bench = subprocess.Popen([sys.executable, "-c", driver, str(root), str(tmp_path)], cwd=root)
+    pid_file = tmp_path / "server.pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and bench.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pid_file.exists(), "the benchmark did not start its server"
+    server_pid = int(pid_file.read_text())
+    bench.send_signal(signal.SIGTERM)
+    assert bench.wait(60) == 128 + signal.SIGTERM
+    assert not alive(server_pid)
