@@ -186,7 +186,6 @@ def test_bm25s_does_not_wake_jax(tmp_path: Path):
         "    raise RuntimeError('JAX woken')\n")
     calls = tmp_path / "calls.txt"
     script = (
-        "import sys\n"
         "from zerosearch_core.corpus import BM25Index, Corpus, Passage\n"
         "passage = Passage(id='0', title='Nairobi', url='', text='Nairobi is the capital of Kenya.')\n"
         "corpus = Corpus.from_passages('test', [passage])\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import PORT, ServerProcess, ServerStartError, read_metric
+from tests.harness import PORT, ROOT, ServerProcess, ServerStartError, read_metric
 
 # A tiny HTTP server on the port given as argv[1]; optional: ignore SIGTERM, start a child first.
 SERVE = """
@@ -121,8 +121,7 @@ def test_a_benchmark_stopped_with_sigterm_stops_its_servers(tmp_path):
         "with serve(Path(sys.argv[2])) as server:\n"
         "    Path(sys.argv[2], 'server.pid').write_text(str(server.proc.pid))\n"
         "    time.sleep(300)\n")
-    root = Path(__file__).resolve().parents[2]
-    bench = subprocess.Popen([sys.executable, "-c", driver, str(root), str(tmp_path)], cwd=root)
+    bench = subprocess.Popen([sys.executable, "-c", driver, str(ROOT), str(tmp_path)], cwd=ROOT)
     pid_file = tmp_path / "server.pid"
     deadline = time.monotonic() + 60
     while not pid_file.exists() and bench.poll() is None and time.monotonic() < deadline:
