@@ -109,7 +109,7 @@ class Settings:
     sim_verify: bool
     parallel: int
     redis_url: str
-    references: bool = True
+    references: list[str] = field(default_factory=lambda: list(REFERENCES))
     train_extra: list[str] = field(default_factory=list)
 
     # the rollout lengths (same in training and evaluation; the recipe holds the training copy)
@@ -409,7 +409,9 @@ def run(
     train_arg: Annotated[list[str] | None, typer.Option(
         "--train-arg", help="Extra `zerosearch train` argument for every arm (repeat), e.g. --train-arg=--beta "
                             "--train-arg=0.001.")] = None,
-    references: Annotated[bool, typer.Option(help="Evaluate the references (warm-up only, direct answer).")] = True,
+    references: Annotated[str, typer.Option(help=(
+        "References to evaluate, comma-separated: warmup (the warmed-up policy, no GRPO), direct (the bundled "
+        "policy answering without search); '' for none."))] = "warmup,direct",
     doc: Annotated[Path | None, typer.Option(help="Markdown file whose marked table section to rewrite.")] = None,
 ) -> None:
     """Train every arm, evaluate arms and references against the real engine, then write the report."""
@@ -417,6 +419,10 @@ def run(
     known = arms(fixed_noise)
     if unknown := [a for a in chosen if a not in known]:
         raise typer.BadParameter(f"unknown arm(s) {unknown}; choose from {list(known)}", param_hint="--only")
+    chosen_references = [r.strip() for r in references.split(",") if r.strip()]
+    if unknown := [r for r in chosen_references if r not in REFERENCES]:
+        raise typer.BadParameter(f"unknown reference(s) {unknown}; choose from {list(REFERENCES)}",
+                                 param_hint="--references")
     if batch % group:
         raise typer.BadParameter(f"--batch {batch} must be a multiple of --group {group}", param_hint="--batch")
     s = Settings(out=out.resolve(), data=(data or out / "data").resolve(), steps=steps, seeds=_seeds(seeds),
@@ -425,7 +431,8 @@ def run(
                  engine_backend=engine_backend, warmup_examples=warmup_examples, batch=batch, group=group,
                  learning_rate=learning_rate, temperature=temperature, save_steps=save_steps,
                  eval_batch=eval_batch, sim_max_new_tokens=sim_max_new_tokens, sim_verify=sim_verify,
-                 parallel=parallel, redis_url=redis_url, references=references, train_extra=list(train_arg or []),
+                 parallel=parallel, redis_url=redis_url, references=chosen_references,
+                 train_extra=list(train_arg or []),
                  max_turns=max_turns,
                  max_tokens_per_turn=max_tokens_per_turn, max_completion_length=max_completion_length, top_k=top_k)
     # SIGTERM (and SIGINT, which background jobs ignore) unwinds: the running step and both servers are stopped
@@ -454,7 +461,7 @@ def _run(s: Settings, known: dict[str, Arm]) -> None:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     started = time.perf_counter()
     with Progress(*columns, console=console) as progress:
-        overall = progress.add_task("miniature", total=len(plan) * 2 + len(REFERENCES) * s.references + 1)
+        overall = progress.add_task("miniature", total=len(plan) * 2 + len(s.references) + 1)
         ensure_data(s, progress)
         sim_env = _env(s.threads) | {"ZS_TIMEOUT_S": "600", "ZS_MAX_NEW_TOKENS": str(s.sim_max_new_tokens)}
         if not (s.out / "warmup" / "warmup.json").is_file():
@@ -508,11 +515,11 @@ def _run_jobs(s: Settings, plan: list[tuple[Arm, int]], sim_url: str, engine_url
     order: list[tuple[str, Any]] = [(f"{a.name}-seed{seed}", (arm_job, a, seed)) for a, seed in plan
                                     if a.engine == "corpus" or a.name == "zerosearch"]
     order.sort(key=lambda item: (item[1][2], item[1][1].engine))
-    if s.references:
+    if "warmup" in s.references:
         order.append(("warmup", (reference, "warmup")))
     order += [(f"{a.name}-seed{seed}", (arm_job, a, seed)) for a, seed in plan
               if not (a.engine == "corpus" or a.name == "zerosearch")]
-    if s.references:
+    if "direct" in s.references:
         order.append(("direct", (reference, "direct")))
     failures = []
     with ThreadPoolExecutor(max_workers=s.parallel) as pool:
