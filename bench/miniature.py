@@ -325,11 +325,13 @@ _INFORMATION = re.compile(r"<information>(.*?)</information>", re.DOTALL)
 
 
 def diagnostics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """How the answers fail: copied from the question, left empty, or the same few strings for everything."""
+    """How the answers fail: copied from the question, left empty, or the same few strings for everything; and how
+    the queries do: a search whose best query carries less than half of the question's content words is off the
+    question (the filler that GRPO teaches small policies: `What I found.`, `and`)."""
     from collections import Counter
 
     from zerosearch_core.scoring import contains_answer, normalize_answer
-    from zerosearch_trainer.rewards import extract_answer
+    from zerosearch_trainer.rewards import extract_answer, query_score
 
     rows = [r | {"answer": extract_answer(r["completion"])} for r in rows]
     answers = [normalize_answer(r["answer"]) for r in rows if r.get("answer")]
@@ -338,13 +340,17 @@ def diagnostics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
                  if r.get("answer") and normalize_answer(r["answer"]) in normalize_answer(r["question"]))
     found = sum(1 for r in rows if contains_answer(" ".join(_INFORMATION.findall(r.get("completion", ""))),
                                                    r["golden_answers"]))
+    searched = [r for r in rows if "</search>" in r.get("completion", "")]
+    off_question = sum(1 for r in searched if query_score(r["completion"], r["question"]) < 0.5)
     top = Counter(answers).most_common(1)
-    return {"gold_in_documents": found / n, "answer_in_question": copied / n, "distinct_answers": len(set(answers)),
+    return {"gold_in_documents": found / n, "off_question_queries": off_question / n,
+            "answer_in_question": copied / n, "distinct_answers": len(set(answers)),
             "most_common_answer_share": top[0][1] / n if top else 0.0,
             "most_common_answer": top[0][0] if top else ""}
 
 
-CURVE_KEYS = ("reward", "rewards/f1_reward/mean", "rewards/format_reward/mean", "search/searches_per_trajectory",
+CURVE_KEYS = ("reward", "rewards/f1_reward/mean", "rewards/format_reward/mean", "rewards/query_reward/mean",
+              "search/searches_per_trajectory",
               "rollout/answered", "rollout/invalid_actions", "curriculum/noise", "completions/mean_length",
               "reward_std", "frac_reward_zero_std", "entropy")
 
@@ -636,12 +642,14 @@ def table_markdown(summary: dict[str, Any]) -> str:
                  f"{summary['models'].get('simulator_verification', 'on')}); real engine: "
                  f"{summary['models'].get('engine', '?')}.")
     lines += ["", "| arm | seed | gold answer in a retrieved document | answered, counting the invalid-action message "
-              "| most common answer (share) | answer copied from the question |", "|---|---|---|---|---|---|"]
+              "| most common answer (share) | answer copied from the question | searched off the question |",
+              "|---|---|---|---|---|---|---|"]
     for row in summary["rows"]:
         for seed, d, as_run in zip(row["seeds"], row["diagnostics"], row["answered_as_run"], strict=True):
             common = f"{d['most_common_answer'] or '-'!r} ({100 * d['most_common_answer_share']:.1f})"
             lines.append(f"| {row['label']} | {'-' if seed is None else seed} | {100 * d['gold_in_documents']:.1f} | "
-                         f"{100 * as_run:.1f} | {common} | {100 * d['answer_in_question']:.1f} |")
+                         f"{100 * as_run:.1f} | {common} | {100 * d['answer_in_question']:.1f} | "
+                         f"{100 * d['off_question_queries']:.1f} |")
     if summary["targets"]:
         lines.append("")
         lines.append("Targets: " + "; ".join(f"{k} = {v}" for k, v in summary["targets"].items()))

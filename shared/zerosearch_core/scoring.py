@@ -1,4 +1,5 @@
-"""Answer normalisation and the QA metrics: EM, sub-EM and F1 (the only copy in the project).
+"""Answer normalisation and the QA metrics: EM, sub-EM and F1 (the only copy in the project), and the content
+words of a text (what a query, a question or a document is about).
 
 Normalisation follows SQuAD: lower-case, drop punctuation, drop the articles a/an/the,
 collapse whitespace. Every function accepts a missing prediction (None) and scores it 0.
@@ -13,6 +14,12 @@ from collections.abc import Iterable
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
+# function words that say nothing about what a query is about (question words included: "capital Kenya" and
+# "What is the capital of Kenya?" ask the same)
+STOPWORDS = frozenset("""
+a an the of in on at to for from by with and or is are was were be been did does do which what who whom whose
+when where how why that this these those its it as into than then gain has have had s
+""".split())
 
 
 def normalize_answer(text: str | None) -> str:
@@ -71,3 +78,9 @@ def contains_answer(text: str | None, golden: str | Iterable[str] | None) -> boo
     in "1970"): the useful/noisy rule of label verification and of the fidelity measures."""
     haystack = f" {normalize_answer(text)} "
     return any((g := normalize_answer(a)) and f" {g} " in haystack for a in _answers(golden))
+
+
+def content_words(text: str | None) -> set[str]:
+    """The normalised words of `text` that are not function words ("What is the capital of Kenya?" ->
+    {"capital", "kenya"})."""
+    return {w for w in normalize_answer(text).split() if w not in STOPWORDS}

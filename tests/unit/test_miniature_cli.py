@@ -23,3 +23,18 @@ def test_bad_choice_is_one_line_and_writes_nothing(tmp_path: Path, option: str, 
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_diagnostics_count_queries_off_the_question():
+    from bench.miniature import diagnostics
+
+    question = "What is the capital of Kenya?"
+    rows = [{"question": question, "golden_answers": ["Nairobi"], "completion": completion} for completion in (
+        "<search> capital of Kenya </search>\n\n<information>Doc 1: Nairobi</information>\n\n<answer>Nairobi</answer>",
+        "<search> What I found. </search>\n\n<information>Doc 1: nothing</information>\n\n<answer>Kenya</answer>",
+        "<answer>Mombasa</answer>",  # no search: not a query off the question
+    )]
+    found = diagnostics(rows)
+    assert found["off_question_queries"] == pytest.approx(1 / 3)
+    assert found["gold_in_documents"] == pytest.approx(1 / 3)
+    assert found["answer_in_question"] == pytest.approx(1 / 3)

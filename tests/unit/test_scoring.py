@@ -1,6 +1,6 @@
 import pytest
 
-from zerosearch_core.scoring import exact_match, f1_score, normalize_answer, sub_exact_match
+from zerosearch_core.scoring import content_words, exact_match, f1_score, normalize_answer, sub_exact_match
 
 
 def test_normalisation_squad_rules():
@@ -30,3 +30,11 @@ def test_metrics(pred, gold, em, sub, f1):
 def test_f1_takes_best_answer_and_ignores_non_strings():
     assert f1_score("barack obama", ["obama", None, 3, "barack obama"]) == 1.0
     assert f1_score("barack obama", ["obama"]) == pytest.approx(2 / 3)
+
+
+def test_content_words_drop_function_words():
+    assert content_words("What is the capital of Kenya?") == {"capital", "kenya"}
+    assert content_words("capital Kenya") == content_words("Which is the CAPITAL of kenya")
+    assert content_words("What I found.") == {"i", "found"}
+    assert content_words("and") == set()
+    assert content_words(None) == set()

@@ -40,7 +40,7 @@ class ScriptArguments:
         dataset_train_split: split to read (file name in a directory, or the hub split).
         max_train_samples: keep the first N questions (0 = all).
         chat_template: `auto` applies the tokenizer's chat template when it has one (instruct models), `on`/`off`.
-        reward_funcs: reward functions by name (f1, em, sub_em, format); TRL logs each.
+        reward_funcs: reward functions by name (f1, em, sub_em, format, query); TRL logs each.
         reward_weights_list: one weight per reward function; weight 0 logs a metric without training on it.
         plot: write `training_curves.png` into the output directory at the end.
         warmup_config: warm-up recipe to run first when the policy checkpoint does not exist yet.
@@ -56,7 +56,8 @@ class ScriptArguments:
         "help": "auto: chat-template the prompt when the tokenizer has a template (instruct models); on; off "
                 "(base models get the plain prompt text)."})
     reward_funcs: list[str] = field(default_factory=lambda: ["f1", "em", "sub_em"], metadata={
-        "help": "Reward functions by name: f1 (the paper's), em, sub_em, format."})
+        "help": "Reward functions by name: f1 (the paper's), em, sub_em, format, query (a shaping term: the "
+                "share of the question's content words that the best search carries)."})
     reward_weights_list: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.0], metadata={
         "help": "Weight of each reward function (same order); 0 logs it without training on it."})
     plot: bool = field(default=True, metadata={"help": "Write training_curves.png into output_dir at the end."})

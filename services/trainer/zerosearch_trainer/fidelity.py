@@ -31,8 +31,8 @@ from typing import Annotated, Any
 
 import typer
 
-from zerosearch_core.scoring import contains_answer
-from zerosearch_trainer.sim_data import QAItem, load_qa_items, query_content_words
+from zerosearch_core.scoring import contains_answer, content_words
+from zerosearch_trainer.sim_data import QAItem, load_qa_items
 
 __all__ = ["FidelityOptions", "command", "measure", "print_table", "run_fidelity", "summarise"]
 
@@ -135,9 +135,9 @@ def summarise(items: Sequence[QAItem], requests: Sequence[dict[str, Any]], respo
         normalised = [" ".join(s.lower().split()) for s in snippets]
         duplicates += len(normalised) - len(set(normalised))
         total_docs += len(normalised)
-        content = query_content_words(request["query"])
+        content = content_words(request["query"])
         if content:
-            mentioned = query_content_words(" ".join(snippets))
+            mentioned = content_words(" ".join(snippets))
             coverage.append(len(content & mentioned) / len(content))
         latencies.append(float(response.latency_ms))
     answered = searches - failed

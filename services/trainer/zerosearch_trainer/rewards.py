@@ -5,7 +5,9 @@ The answer is the last `<answer>...</answer>` of the completion only (never the 
 answer tags). A completion without an answer scores 0; nothing here raises on malformed text.
 
 Each function has TRL's reward signature `f(completions, golden_answers, **kwargs) -> list[float]`;
-TRL logs each one as `rewards/<name>/mean`.
+TRL logs each one as `rewards/<name>/mean`. `query` is a shaping term, not a QA metric: it pays for searching
+with what the question is about, so that GRPO cannot trade the query away for filler (small search policies
+learn `<search> and </search>` when a group answers from the question's own wording either way).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from zerosearch_core.scoring import exact_match, f1_score, sub_exact_match
+from zerosearch_core.scoring import content_words, exact_match, f1_score, sub_exact_match
 from zerosearch_trainer.rollout import INVALID_ACTION_MESSAGE
 
 __all__ = [
@@ -25,6 +27,8 @@ __all__ = [
     "f1_reward",
     "format_reward",
     "get_reward_functions",
+    "query_reward",
+    "query_score",
     "strip_information",
     "sub_em_reward",
 ]
@@ -34,6 +38,7 @@ _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _SEARCH_OPEN = re.compile(r"<search>")
 _SEARCH_CLOSED = re.compile(r"<search>.*?</search>", re.DOTALL)
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+_QUERY = re.compile(r"<search>(.*?)</search>", re.DOTALL)
 
 
 def completion_text(completion: Any) -> str:
@@ -116,11 +121,33 @@ def format_reward(completions: Sequence[Any], **_: Any) -> list[float]:
     return [format_score(c) for c in completions]
 
 
+def query_score(completion: Any, question: str | None) -> float:
+    """The share of the question's content words that the best of the trajectory's searches carries: 1.0 for
+    the question itself or its keywords ("capital Kenya"), 0 for filler ("What I found.") or no search at all.
+    The best search, not the mean, so that the sub-question of a second hop costs nothing. A question without
+    content words makes any non-empty query score 1.0."""
+    queries = [q for q in _QUERY.findall(strip_information(completion_text(completion))) if q.strip()]
+    if not queries:
+        return 0.0
+    wanted = content_words(question)
+    if not wanted:
+        return 1.0
+    return max(len(wanted & content_words(q)) / len(wanted) for q in queries)
+
+
+def query_reward(completions: Sequence[Any], question: Sequence[Any] | None = None, **_: Any) -> list[float]:
+    """Optional shaping: see `query_score`. `question` is the dataset's column, which TRL passes by name."""
+    questions = question if question is not None else [None] * len(completions)
+    return [query_score(c, q if isinstance(q, str) else None)
+            for c, q in zip(completions, questions, strict=False)]
+
+
 REWARD_FUNCTIONS: dict[str, Callable[..., list[float]]] = {
     "f1": f1_reward,
     "em": em_reward,
     "sub_em": sub_em_reward,
     "format": format_reward,
+    "query": query_reward,
 }
 
 

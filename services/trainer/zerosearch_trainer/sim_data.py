@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from zerosearch_core.errors import ZeroSearchError
 from zerosearch_core.protocol import render_paper
-from zerosearch_core.scoring import contains_answer, normalize_answer
+from zerosearch_core.scoring import STOPWORDS, contains_answer
 from zerosearch_core.simulator_prompt import build_messages
 
 __all__ = [
@@ -56,10 +56,6 @@ __all__ = [
 
 MIN_WORDS = 20
 MAX_WORDS = 45
-_STOPWORDS = frozenset("""
-a an the of in on at to for from by with and or is are was were be been did does do which what who whom whose
-when where how why that this these those its it as into than then gain has have had s
-""".split())
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 
 
@@ -134,7 +130,7 @@ def rephrase(question: str) -> str:
     """A policy-like keyword query: the question's content words ("What is the capital of Kenya?" -> "capital
     Kenya"); quoted titles are kept whole."""
     words = re.findall(r"\"[^\"]+\"|[\w'-]+", question)
-    kept = [w for w in words if w.startswith('"') or w.lower() not in _STOPWORDS]
+    kept = [w for w in words if w.startswith('"') or w.lower() not in STOPWORDS]
     return " ".join(kept) or question.strip()
 
 
@@ -147,10 +143,6 @@ def item_queries(item: QAItem) -> list[tuple[str, str, tuple[str, ...]]]:
     for sub_question, sub_answers in item.hops:
         out.append((rephrase(sub_question), sub_question, sub_answers))
     return out
-
-
-def query_content_words(query: str) -> set[str]:
-    return {w for w in normalize_answer(query).split() if w not in _STOPWORDS}
 
 
 # ---- documents ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from zerosearch_trainer.rewards import (
     f1_reward,
     format_reward,
     get_reward_functions,
+    query_reward,
     sub_em_reward,
 )
 
@@ -84,3 +85,35 @@ def test_the_invalid_action_message_is_not_an_answer():
     assert format_reward([completion]) == [0.0]
     answered = completion + "<think> t </think> <answer> Saint John's </answer>"
     assert extract_answer(answered) == "Saint John's"
+
+
+QUESTION = "What is the capital of Kenya?"
+
+
+@pytest.mark.parametrize("completion, expected", [
+    ("<think>t</think><search> What is the capital of Kenya? </search><information>x</information>", 1.0),
+    ("<search>capital Kenya</search>", 1.0),  # keywords carry everything the question is about
+    ("<search>Kenya</search>", 0.5),
+    ("<search> What I found. </search>", 0.0),  # the filler small policies collapse to
+    ("<search> and </search>", 0.0),
+    ("<search>   </search><answer>Nairobi</answer>", 0.0),  # an empty query is no search
+    ("<answer>Nairobi</answer>", 0.0),  # no search at all
+    ("<search>Kenya</search><information>x</information><search>capital of Kenya</search>", 1.0),  # the best one
+    ("<search>Kenya", 0.0),  # cut off before </search>: the search never ran
+    ("<information><search>capital Kenya</search></information>", 0.0),  # a document's text is not a query
+])
+def test_query_reward(completion, expected):
+    assert query_reward([completion], question=[QUESTION]) == [pytest.approx(expected)]
+
+
+def test_query_reward_ignores_the_invalid_action_message():
+    from zerosearch_trainer.rollout import INVALID_ACTION_MESSAGE
+
+    # the message itself holds "<search> and </search>": it must not count as a search the policy made
+    assert query_reward([f"talk {INVALID_ACTION_MESSAGE} <answer>x</answer>"], question=[QUESTION]) == [0.0]
+
+
+def test_query_reward_without_a_usable_question():
+    assert query_reward(["<search>anything</search>", "no search"], question=["What is it?", None]) == [1.0, 0.0]
+    assert query_reward(["<search>Kenya</search>"]) == [1.0]  # no question column: any query is about it
+    assert get_reward_functions(["query"]) == [query_reward]
