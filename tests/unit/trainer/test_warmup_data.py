@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from zerosearch_trainer.data import QARecord, build_prompt
 from zerosearch_trainer.rollout import SearchOutcome, SearchRollout
-from zerosearch_trainer.warmup import build_examples
+from zerosearch_trainer.warmup import SEARCH_CHUNK, build_examples
 
 
 class FakeSearch:
@@ -22,7 +24,7 @@ def test_examples_follow_the_protocol_and_mask_information(tokenizer):
     search = FakeSearch()
     examples = build_examples(records, tokenizer, search, num_examples=4, seed=0, top_k=2,
                               max_information_tokens=64, chat=True)
-    assert len(examples) == 4 and search.calls == 1  # one batch call for all searches
+    assert len(examples) == 4 and search.calls == 1  # one batch call for a chunk's searches
     rollout = SearchRollout(tokenizer, search)
     for ex in examples:
         ids, labels = ex["input_ids"], ex["labels"]
@@ -38,3 +40,17 @@ def test_examples_follow_the_protocol_and_mask_information(tokenizer):
         assert ids[: len(prompt_ids)] == prompt_ids  # the same prompt ids as the RL rollout
         answer = "Lima" if "Peru" in question else "William Shakespeare"
         assert f"<answer> {answer} </answer>" in trained
+
+
+def test_searches_go_in_chunks_and_keep_their_order(tokenizer):
+    records = [QARecord(f"What is the capital of country {i}?", (f"City {i}",), "s", f"s/{i}") for i in range(5)]
+    search = FakeSearch()
+    n = SEARCH_CHUNK + 3
+    examples = build_examples(records, tokenizer, search, num_examples=n, seed=0, top_k=1,
+                              max_information_tokens=64, chat=True)
+    assert len(examples) == n and search.calls == 2
+    for ex in examples:  # each trajectory reads the documents of its own question's search
+        text = tokenizer.decode(ex["input_ids"])
+        asked = re.search(r"Question: What is the capital of country (\d+)", text).group(1)
+        information = text.rsplit("<information>", 1)[1].split("</information>", 1)[0]  # the prompt names the tag
+        assert re.findall(r"country (\d+)", information) == [asked]
