@@ -571,16 +571,61 @@ def _reward_ratio(points: list[dict[str, float]], window: int = 10) -> float | N
     return last / first if first > 0 else None
 
 
+def _em_by_question(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    from zerosearch_core.scoring import exact_match
+    from zerosearch_trainer.rewards import extract_answer
+
+    return {r["question"]: exact_match(extract_answer(r["completion"]), r["golden_answers"]) for r in rows}
+
+
+def paired(arm: dict[str, float], reference: dict[str, float]) -> dict[str, float] | None:
+    """EM of an arm against a reference on the questions both answered: how many it gets right that the reference
+    gets wrong (better) and the reverse (worse), the EM change in points, and the exact two-sided McNemar p (a
+    binomial test on the questions where they differ), so that a reader can tell a change from noise."""
+    from math import comb
+
+    shared = arm.keys() & reference.keys()
+    if not shared:
+        return None
+    better = sum(1 for q in shared if arm[q] > reference[q])
+    worse = sum(1 for q in shared if arm[q] < reference[q])
+    n = better + worse
+    p = min(1.0, 2 * sum(comb(n, i) for i in range(min(better, worse) + 1)) / 2 ** n) if n else 1.0
+    return {"better": better, "worse": worse, "em_change_points": round(100 * (better - worse) / len(shared), 2),
+            "p": round(p, 3)}
+
+
+def training_figures(points: Sequence[dict[str, float]]) -> dict[str, Any]:
+    """What a step's groups gave GRPO: the share of groups whose rewards differ (the others carry no gradient), the
+    steps with any such group, the reward of the first and the second half, and the sampling entropy's range."""
+    spread = [1.0 - p["frac_reward_zero_std"] for p in points if "frac_reward_zero_std" in p]
+    rewards = [p["reward"] for p in points if "reward" in p]
+    entropy = [p["entropy"] for p in points if "entropy" in p]
+    half = len(rewards) // 2
+    return {"groups_with_variance": statistics.fmean(spread) if spread else None,
+            "steps_with_gradient": sum(1 for s in spread if s > 0), "steps": len(points),
+            "reward_halves": [statistics.fmean(rewards[:half]), statistics.fmean(rewards[half:])] if half else None,
+            "entropy_range": [min(entropy), max(entropy)] if entropy else None}
+
+
 def summarise(out: Path) -> dict[str, Any]:
     records = []
+    em_by_run: dict[str, dict[str, float]] = {}
     for path in sorted((out / "runs").glob("*/arm.json")):
         record = json.loads(path.read_text())
         results = json.loads((path.parent / "eval.json").read_text())["results"]
+        em_by_run[path.parent.name] = _em_by_question(results)
+        record["run"] = path.parent.name
         record["diagnostics"] = diagnostics(results)
         record["eval_as_run"], record["eval"] = record["eval"], rescore(results)
         if (state := path.parent / "trainer_state.json").is_file():  # the curve with the current CURVE_KEYS
             record["curve"] = curve(json.loads(state.read_text())["log_history"])
         records.append(record)
+    for record in records:
+        if "warmup" in em_by_run and record["run"] != "warmup" and record["arm"] != "direct":
+            record["paired_vs_warmup"] = paired(em_by_run[record["run"]], em_by_run["warmup"])
+        if "curve" in record:
+            record["training"] = training_figures(record["curve"])
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault(r["arm"], []).append(r)
@@ -596,6 +641,8 @@ def summarise(out: Path) -> dict[str, Any]:
         row["diagnostics"] = [r["diagnostics"] for r in runs]
         row["answered_as_run"] = [r["eval_as_run"]["answered"] for r in runs]
         row["eval_seconds"] = [r["eval_seconds"] for r in runs]
+        row["paired_vs_warmup"] = [r.get("paired_vs_warmup") for r in runs]
+        row["training"] = [r.get("training") for r in runs]
         if "train_seconds" in runs[0]:
             row["train_seconds"] = [r["train_seconds"] for r in runs]
             ratios = [_reward_ratio(r["curve"]) for r in runs]
@@ -617,6 +664,33 @@ def summarise(out: Path) -> dict[str, Any]:
     models = json.loads((out / "models.json").read_text()) if (out / "models.json").is_file() else {}
     return {"rows": rows, "targets": targets, "models": models, "curves": {
         f"{r['arm']}-seed{r['seed']}": r["curve"] for r in records if "curve" in r}}
+
+
+def _per_seed_markdown(summary: dict[str, Any]) -> list[str]:
+    """Each trained run against the warm-up policy on the same questions, and what its steps gave GRPO."""
+    lines = ["", "| arm | seed | better than the warm-up | worse | EM change | McNemar p | groups with reward variance "
+             "| steps with a gradient | reward, first half / second half | entropy (nats/token) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = 0
+    for row in summary["rows"]:
+        for seed, pair, figures in zip(row["seeds"], row.get("paired_vs_warmup", []), row.get("training", []),
+                                       strict=False):
+            if pair is None and figures is None:
+                continue
+            rows += 1
+            vs = (f"{pair['better']} | {pair['worse']} | {pair['em_change_points']:+.1f} | {pair['p']:.3f}"
+                  if pair else "- | - | - | -")
+            if figures:
+                variance = figures["groups_with_variance"]
+                halves, entropy = figures["reward_halves"], figures["entropy_range"]
+                train = (f"{'-' if variance is None else f'{100 * variance:.0f}%'} | "
+                         f"{figures['steps_with_gradient']} of {figures['steps']} | "
+                         f"{'-' if not halves else f'{halves[0]:.3f} / {halves[1]:.3f}'} | "
+                         f"{'-' if not entropy else f'{entropy[0]:.2f} to {entropy[1]:.2f}'}")
+            else:
+                train = "- | - | - | -"
+            lines.append(f"| {row['label']} | {'-' if seed is None else seed} | {vs} | {train} |")
+    return lines if rows else []
 
 
 def table_markdown(summary: dict[str, Any]) -> str:
@@ -650,6 +724,7 @@ def table_markdown(summary: dict[str, Any]) -> str:
             lines.append(f"| {row['label']} | {'-' if seed is None else seed} | {100 * d['gold_in_documents']:.1f} | "
                          f"{100 * as_run:.1f} | {common} | {100 * d['answer_in_question']:.1f} | "
                          f"{100 * d['off_question_queries']:.1f} |")
+    lines += _per_seed_markdown(summary)
     if summary["targets"]:
         lines.append("")
         lines.append("Targets: " + "; ".join(f"{k} = {v}" for k, v in summary["targets"].items()))

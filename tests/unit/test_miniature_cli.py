@@ -38,3 +38,32 @@ def test_diagnostics_count_queries_off_the_question():
     assert found["off_question_queries"] == pytest.approx(1 / 3)
     assert found["gold_in_documents"] == pytest.approx(1 / 3)
     assert found["answer_in_question"] == pytest.approx(1 / 3)
+
+
+def test_paired_counts_and_exact_mcnemar():
+    from bench.miniature import paired
+
+    reference = {f"q{i}": 0.0 for i in range(100)}
+    arm = dict(reference)
+    for i in range(9):  # right where the reference was wrong
+        arm[f"q{i}"] = 1.0
+    for i in range(9, 9 + 14):  # the reverse
+        reference[f"q{i}"] = 1.0
+    result = paired(arm, reference)
+    assert result == {"better": 9, "worse": 14, "em_change_points": -5.0, "p": 0.405}
+    assert paired(reference, reference)["p"] == 1.0
+    assert paired({"x": 1.0}, {"y": 0.0}) is None  # no question in common: nothing to pair
+
+
+def test_training_figures_from_a_curve():
+    from bench.miniature import training_figures
+
+    points = [{"step": 1, "reward": 0.2, "frac_reward_zero_std": 1.0, "entropy": 0.1},
+              {"step": 2, "reward": 0.4, "frac_reward_zero_std": 0.5, "entropy": 0.3},
+              {"step": 3, "reward": 0.6, "frac_reward_zero_std": 0.0, "entropy": 0.2},
+              {"step": 4, "reward": 0.8, "frac_reward_zero_std": 0.5, "entropy": 0.2}]
+    figures = training_figures(points)
+    assert figures["groups_with_variance"] == pytest.approx(0.5)
+    assert figures["steps_with_gradient"] == 3 and figures["steps"] == 4
+    assert figures["reward_halves"] == pytest.approx([0.3, 0.7])
+    assert figures["entropy_range"] == [0.1, 0.3]

@@ -69,6 +69,13 @@ def test_miniature_one_step_per_arm_then_resume(tmp_path: Path):
     summary = json.loads((out / "summary.json").read_text())
     assert [r["arm"] for r in summary["rows"]] == ["zerosearch", "real-search", "fixed-noise", "no-masking",
                                                    "warmup", "direct"]
+    for row in summary["rows"]:  # each trained arm is paired with the warm-up policy on the same questions
+        if row["arm"] in ("warmup", "direct"):
+            continue
+        (pair,) = row["paired_vs_warmup"]
+        assert pair["better"] + pair["worse"] <= 3 and 0.0 <= pair["p"] <= 1.0
+        assert row["training"][0]["steps"] == 1
+    assert "McNemar p" in doc.read_text()
     assert (out / "reward_curves.png").stat().st_size > 5000
     text = doc.read_text()
     assert "STALE TABLE" not in text and "| (a) simulator, curriculum" in text and text.endswith("prose\n")
