@@ -105,6 +105,7 @@ async def test_identical_concurrent_misses_generate_once(http, server):
 
 
 @on_module_loop
+@pytest.mark.timeout(SLOW_S + 300)  # its searches may take SLOW_S each (concurrently): above the suite's 600 s
 async def test_five_documents_and_verified_labels_from_the_default_model(http, server):
     """The sft prompt with question and answer, k = 5: both sets have five documents, or say `partial` only after
     the engine continued the reply from the next marker (the budget ran out: this server's is 200 tokens); the
@@ -129,6 +130,7 @@ async def test_five_documents_and_verified_labels_from_the_default_model(http, s
 
 
 @on_module_loop
+@pytest.mark.timeout(3 * SLOW_S)  # three searches in turn, each allowed SLOW_S
 async def test_dialect_clients_asking_for_k_results_get_k(http):
     """Drop-in clients ask for 3 to 5 results: the default model gives that many."""
     tavily = await http.post("/search", json={"query": "history of the bicycle", "max_results": 4}, timeout=SLOW_S)
