@@ -305,11 +305,10 @@ def arm_record(name: str, label: str, seed: int | None, run_dir: Path, train: di
     return record
 
 
-def rescore(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """The evaluation's metrics from its stored completions, with the current answer extraction (so that runs
-    evaluated before a scoring fix are scored like the rest)."""
+def rescore(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The evaluation's rows scored again from their stored completions with the current answer extraction (so
+    that runs evaluated before a scoring fix are scored like the rest)."""
     from zerosearch_core.scoring import exact_match, f1_score, sub_exact_match
-    from zerosearch_trainer.evaluate import summarise as summarise_eval
     from zerosearch_trainer.rewards import extract_answer
 
     scored = []
@@ -318,7 +317,7 @@ def rescore(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
         scored.append(r | {"answer": answer, "em": exact_match(answer, r["golden_answers"]),
                            "sub_em": sub_exact_match(answer, r["golden_answers"]),
                            "f1": f1_score(answer, r["golden_answers"])})
-    return summarise_eval(scored)["overall"]
+    return scored
 
 
 _INFORMATION = re.compile(r"<information>(.*?)</information>", re.DOTALL)
@@ -571,13 +570,6 @@ def _reward_ratio(points: list[dict[str, float]], window: int = 10) -> float | N
     return last / first if first > 0 else None
 
 
-def _em_by_question(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    from zerosearch_core.scoring import exact_match
-    from zerosearch_trainer.rewards import extract_answer
-
-    return {r["question"]: exact_match(extract_answer(r["completion"]), r["golden_answers"]) for r in rows}
-
-
 def paired(arm: dict[str, float], reference: dict[str, float]) -> dict[str, float] | None:
     """EM of an arm against a reference on the questions both answered: how many it gets right that the reference
     gets wrong (better) and the reverse (worse), the EM change in points, and the exact two-sided McNemar p (a
@@ -609,15 +601,18 @@ def training_figures(points: Sequence[dict[str, float]]) -> dict[str, Any]:
 
 
 def summarise(out: Path) -> dict[str, Any]:
+    from zerosearch_trainer.evaluate import summarise as summarise_eval
+
     records = []
     em_by_run: dict[str, dict[str, float]] = {}
     for path in sorted((out / "runs").glob("*/arm.json")):
         record = json.loads(path.read_text())
         results = json.loads((path.parent / "eval.json").read_text())["results"]
-        em_by_run[path.parent.name] = _em_by_question(results)
+        scored = rescore(results)
+        em_by_run[path.parent.name] = {r["question"]: r["em"] for r in scored}
         record["run"] = path.parent.name
         record["diagnostics"] = diagnostics(results)
-        record["eval_as_run"], record["eval"] = record["eval"], rescore(results)
+        record["eval_as_run"], record["eval"] = record["eval"], summarise_eval(scored)["overall"]
         if (state := path.parent / "trainer_state.json").is_file():  # the curve with the current CURVE_KEYS
             record["curve"] = curve(json.loads(state.read_text())["log_history"])
         records.append(record)

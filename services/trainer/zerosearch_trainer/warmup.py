@@ -99,6 +99,8 @@ SEARCH_CHUNK = 32  # searches per batch call of the warm-up's document collectio
 def build_examples(records: Sequence[QARecord], tokenizer: Any, search: Any, *, num_examples: int, seed: int,
                    top_k: int, max_information_tokens: int, chat: bool) -> list[dict[str, list[int]]]:
     """Pre-tokenised SFT examples: `input_ids` and `labels` (-100 on the prompt and the information block)."""
+    from tqdm.auto import tqdm
+
     from zerosearch_trainer.rollout import RolloutSettings, SearchRollout
 
     rng = random.Random(seed)
@@ -107,15 +109,14 @@ def build_examples(records: Sequence[QARecord], tokenizer: Any, search: Any, *, 
     pieces = [trajectory_texts(r, rng) for r in chosen]
     requests = [{"query": q, "k": top_k, "noise": 0.0, "question": r.question, "answers": list(r.golden_answers),
                  "seed": seed} for r, (_, q, _) in zip(chosen, pieces, strict=True)]
-    from tqdm.auto import tqdm
-
     outcomes = []
     # in chunks, so that the bar moves and one batch call stays well inside the search timeout on a busy CPU
     # (the simulator still batches a whole chunk's generations together)
     with tqdm(total=len(requests), desc="warm-up searches", unit="search") as bar:
         for start in range(0, len(requests), SEARCH_CHUNK):
-            outcomes += search.search_batch(requests[start:start + SEARCH_CHUNK])
-            bar.update(len(requests[start:start + SEARCH_CHUNK]))
+            chunk = requests[start:start + SEARCH_CHUNK]
+            outcomes += search.search_batch(chunk)
+            bar.update(len(chunk))
     failed = sum(o.text is None for o in outcomes)
     if failed == len(outcomes):
         raise RuntimeError(f"every warm-up search failed (first error: {outcomes[0].error})")
