@@ -330,7 +330,7 @@ def diagnostics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     from collections import Counter
 
     from zerosearch_core.scoring import contains_answer, normalize_answer
-    from zerosearch_trainer.rewards import extract_answer, query_score
+    from zerosearch_trainer.rewards import extract_answer, query_score, search_queries
 
     rows = [r | {"answer": extract_answer(r["completion"])} for r in rows]
     answers = [normalize_answer(r["answer"]) for r in rows if r.get("answer")]
@@ -339,7 +339,7 @@ def diagnostics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
                  if r.get("answer") and normalize_answer(r["answer"]) in normalize_answer(r["question"]))
     found = sum(1 for r in rows if contains_answer(" ".join(_INFORMATION.findall(r.get("completion", ""))),
                                                    r["golden_answers"]))
-    searched = [r for r in rows if "</search>" in r.get("completion", "")]
+    searched = [r for r in rows if search_queries(r.get("completion", ""))]
     off_question = sum(1 for r in searched if query_score(r["completion"], r["question"]) < 0.5)
     top = Counter(answers).most_common(1)
     return {"gold_in_documents": found / n, "off_question_queries": off_question / n,

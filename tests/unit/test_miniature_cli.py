@@ -27,17 +27,20 @@ def test_bad_choice_is_one_line_and_writes_nothing(tmp_path: Path, option: str, 
 
 def test_diagnostics_count_queries_off_the_question():
     from bench.miniature import diagnostics
+    from zerosearch_trainer.rollout import INVALID_ACTION_MESSAGE
 
     question = "What is the capital of Kenya?"
     rows = [{"question": question, "golden_answers": ["Nairobi"], "completion": completion} for completion in (
         "<search> capital of Kenya </search>\n\n<information>Doc 1: Nairobi</information>\n\n<answer>Nairobi</answer>",
         "<search> What I found. </search>\n\n<information>Doc 1: nothing</information>\n\n<answer>Kenya</answer>",
         "<answer>Mombasa</answer>",  # no search: not a query off the question
+        # the invalid-action message names "<search> and </search>"; that is no search the policy made
+        f"I will talk. {INVALID_ACTION_MESSAGE} <answer>Mombasa</answer>",
     )]
     found = diagnostics(rows)
-    assert found["off_question_queries"] == pytest.approx(1 / 3)
-    assert found["gold_in_documents"] == pytest.approx(1 / 3)
-    assert found["answer_in_question"] == pytest.approx(1 / 3)
+    assert found["off_question_queries"] == pytest.approx(1 / 4)
+    assert found["gold_in_documents"] == pytest.approx(1 / 4)
+    assert found["answer_in_question"] == pytest.approx(1 / 4)
 
 
 def test_paired_counts_and_exact_mcnemar():

@@ -29,6 +29,7 @@ __all__ = [
     "get_reward_functions",
     "query_reward",
     "query_score",
+    "search_queries",
     "strip_information",
     "sub_em_reward",
 ]
@@ -121,12 +122,18 @@ def format_reward(completions: Sequence[Any], **_: Any) -> list[float]:
     return [format_score(c) for c in completions]
 
 
+def search_queries(completion: Any) -> list[str]:
+    """The non-empty queries of the completion's closed `<search>` tags, outside `<information>` blocks and the
+    invalid-action message (which names the tags itself)."""
+    return [q for q in _QUERY.findall(strip_information(completion_text(completion))) if q.strip()]
+
+
 def query_score(completion: Any, question: str | None) -> float:
     """The share of the question's content words that the best of the trajectory's searches carries: 1.0 for
     the question itself or its keywords ("capital Kenya"), 0 for filler ("What I found.") or no search at all.
     The best search, not the mean, so that the sub-question of a second hop costs nothing. A question without
     content words makes any non-empty query score 1.0."""
-    queries = [q for q in _QUERY.findall(strip_information(completion_text(completion))) if q.strip()]
+    queries = search_queries(completion)
     if not queries:
         return 0.0
     wanted = content_words(question)
