@@ -2,6 +2,7 @@
 
     python bench/miniature.py run [--out outputs/miniature] [--steps 20] [--seeds 0,1] [--test-questions 200]
     python bench/miniature.py report [--out outputs/miniature] [--doc docs/results.md]
+    python bench/miniature.py plot RUN6/summary.json RUN7/summary.json --label "sixth run" --label "guard" --out F.png
 
 `run` starts the simulator (`zerosearch serve`, its default model) and the real engine (`zerosearch serve
 --backend corpus`) on free ports, builds the factbook QA (`zerosearch data factbook`) when `--data` has none,
@@ -19,7 +20,8 @@ policy answering without search) with `zerosearch eval` against the corpus engin
 Each arm has its own directory under `OUT/runs/` (train log, checkpoints, `train.json`, `eval.json` and the
 per-arm `arm.json`); a rerun skips what is finished and resumes training from the last checkpoint. `report`
 (run at the end of `run`) writes `OUT/summary.json`, `OUT/table.md`, the reward curves of all arms in one PNG,
-and, with `--doc`, the table into the marked section of that Markdown file.
+and, with `--doc`, the table into the marked section of that Markdown file. `plot` draws the curves of several
+runs' `summary.json` in one figure, each run labelled, for arms that were trained in different runs.
 """
 
 from __future__ import annotations
@@ -555,13 +557,51 @@ def report(
     write_report(out, doc)
 
 
+@app.command()
+def plot(
+    summaries: Annotated[list[Path], typer.Argument(help="`summary.json` files that `report` wrote, one per run.")],
+    label: Annotated[list[str] | None, typer.Option(help="A name for each run, in the same order.")] = None,
+    out: Annotated[Path, typer.Option(help="The PNG to write.")] = Path("outputs/miniature/reward_curves_all.png"),
+) -> None:
+    """The reward curves of arms trained in several runs, in one figure, each run labelled."""
+    labels = label or [path.parent.name for path in summaries]
+    if len(labels) != len(summaries):
+        raise typer.BadParameter(f"{len(labels)} labels for {len(summaries)} summaries; give one per summary",
+                                 param_hint="--label")
+    runs = []
+    for path, name in zip(summaries, labels, strict=True):
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="SUMMARIES") from None
+        if not isinstance(summary, dict) or not isinstance(summary.get("curves"), dict):
+            raise typer.BadParameter(f"{path} has no 'curves': give a summary.json that `report` wrote",
+                                     param_hint="SUMMARIES")
+        runs.append((name, summary))
+    figure = plot_curves(runs, out)
+    if figure is None:
+        console.print("[red]Error:[/red] none of these summaries holds a trained arm's curve")
+        raise typer.Exit(1)
+    console.print(f"reward curves: {figure}")
+
+
 def _mean_spread(values: list[float]) -> tuple[float, float]:
     mean = statistics.fmean(values)
     return mean, (max(values) - min(values)) / 2 if len(values) > 1 else 0.0
 
 
+def task_reward(point: dict[str, float]) -> float | None:
+    """The step's F1 reward, the task's own: `reward` is the weighted sum, which holds shaping terms (format,
+    query) when a run weights them, and those would make a ratio or a curve compare runs unlike for like."""
+    return point.get("rewards/f1_reward/mean", point.get("reward"))
+
+
+def _task_rewards(points: Sequence[dict[str, float]]) -> list[float]:
+    return [r for r in map(task_reward, points) if r is not None]
+
+
 def _reward_ratio(points: list[dict[str, float]], window: int = 10) -> float | None:
-    rewards = [p["reward"] for p in points if "reward" in p]
+    rewards = _task_rewards(points)
     if len(rewards) < 2:
         return None
     w = min(window, len(rewards) // 2)
@@ -589,9 +629,9 @@ def paired(arm: dict[str, float], reference: dict[str, float]) -> dict[str, floa
 
 def training_figures(points: Sequence[dict[str, float]]) -> dict[str, Any]:
     """What a step's groups gave GRPO: the share of groups whose rewards differ (the others carry no gradient), the
-    steps with any such group, the reward of the first and the second half, and the sampling entropy's range."""
+    steps with any such group, the F1 reward of the first and the second half, and the sampling entropy's range."""
     spread = [1.0 - p["frac_reward_zero_std"] for p in points if "frac_reward_zero_std" in p]
-    rewards = [p["reward"] for p in points if "reward" in p]
+    rewards = _task_rewards(points)
     entropy = [p["entropy"] for p in points if "entropy" in p]
     half = len(rewards) // 2
     return {"groups_with_variance": statistics.fmean(spread) if spread else None,
@@ -726,8 +766,10 @@ def table_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(summary: dict[str, Any], path: Path) -> Path | None:
-    if not summary["curves"]:
+def plot_curves(runs: Sequence[tuple[str | None, dict[str, Any]]], path: Path) -> Path | None:
+    """Every arm's curves in one figure: a colour per arm, a line style per seed and, with several runs, a marker
+    and a label per run."""
+    if not any(summary["curves"] for _, summary in runs):
         return None
     import matplotlib
 
@@ -736,23 +778,32 @@ def plot_curves(summary: dict[str, Any], path: Path) -> Path | None:
 
     # the reward, and why it can stay flat: groups whose rewards are all equal give no gradient, and a policy
     # whose sampling entropy is near zero writes the same trajectory eight times
-    panels = [("reward (F1)", "reward"), ("groups with no reward variance", "frac_reward_zero_std"),
-              ("policy entropy", "entropy"), ("searches per trajectory", "search/searches_per_trajectory"),
-              ("curriculum noise", "curriculum/noise")]
+    panels: list[tuple[str, Any]] = [
+        ("reward (F1)", task_reward), ("groups with no reward variance", "frac_reward_zero_std"),
+        ("policy entropy", "entropy"), ("searches per trajectory", "search/searches_per_trajectory"),
+        ("curriculum noise", "curriculum/noise")]
+    if any("rewards/query_reward/mean" in p for _, summary in runs for points in summary["curves"].values()
+           for p in points):
+        panels.append(("query reward (question's words searched)", "rewards/query_reward/mean"))
     colours = {"zerosearch": "tab:blue", "real-search": "tab:orange", "fixed-noise": "tab:green",
                "no-masking": "tab:red"}
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    markers = "osx^"
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     for ax, (title, key) in zip(axes[0], panels, strict=True):
-        for name, points in sorted(summary["curves"].items()):
-            xy = [(p["step"], p[key]) for p in points if key in p]
-            if xy:
+        value = key if callable(key) else (lambda p, k=key: p.get(k))
+        for index, (run_label, summary) in enumerate(runs):
+            for name, points in sorted(summary["curves"].items()):
+                xy = [(p["step"], v) for p in points if (v := value(p)) is not None]
+                if not xy:
+                    continue
                 arm, _, seed = name.rpartition("-seed")
                 xs, ys = zip(*xy, strict=True)
-                ax.plot(xs, ys, color=colours.get(arm), linestyle="-" if seed == "0" else "--", marker="o",
-                        markersize=2, label=name)
+                ax.plot(xs, ys, color=colours.get(arm), linestyle="-" if seed == "0" else "--",
+                        marker=markers[index % len(markers)], markersize=2.5,
+                        label=f"{name} ({run_label})" if run_label else name)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
-    axes[0][0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -765,7 +816,7 @@ def write_report(out: Path, doc: Path | None) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     table = table_markdown(summary)
     (out / "table.md").write_text(table + "\n")
-    figure = plot_curves(summary, out / "reward_curves.png")
+    figure = plot_curves([(None, summary)], out / "reward_curves.png")
     if doc is not None:
         text = doc.read_text() if doc.is_file() else f"{TABLE_BEGIN}\n{TABLE_END}\n"
         if TABLE_BEGIN not in text or TABLE_END not in text:

@@ -70,3 +70,47 @@ def test_training_figures_from_a_curve():
     assert figures["steps_with_gradient"] == 3 and figures["steps"] == 4
     assert figures["reward_halves"] == pytest.approx([0.3, 0.7])
     assert figures["entropy_range"] == [0.1, 0.3]
+
+
+def test_rewards_are_the_f1_part_when_a_run_weights_shaping_terms():
+    from bench.miniature import _reward_ratio, training_figures
+
+    # a run with a query reward of weight 0.2: `reward` is F1 + 0.2 x query, so its ratio is not the task's
+    points = [{"step": s, "reward": f1 + 0.2, "rewards/f1_reward/mean": f1, "rewards/query_reward/mean": 1.0}
+              for s, f1 in enumerate([0.1, 0.1, 0.3, 0.3], start=1)]
+    assert _reward_ratio(points) == pytest.approx(3.0)
+    assert training_figures(points)["reward_halves"] == pytest.approx([0.1, 0.3])
+    # runs logged before the parts were: the total reward stands in
+    assert _reward_ratio([{"step": 1, "reward": 0.2}, {"step": 2, "reward": 0.4}]) == pytest.approx(2.0)
+
+
+def test_plot_puts_several_runs_in_one_figure_and_refuses_other_files(tmp_path: Path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from bench.miniature import app
+
+    committed = ROOT / "docs" / "data" / "miniature_run6_summary.json"
+    guarded = json.loads(committed.read_text())
+    for points in guarded["curves"].values():
+        for p in points:
+            p["rewards/query_reward/mean"] = 1.0
+    second = tmp_path / "summary.json"
+    second.write_text(json.dumps(guarded))
+    figure = tmp_path / "all.png"
+    runner = CliRunner()
+    done = runner.invoke(app, ["plot", str(committed), str(second), "--label", "sixth run", "--label", "guard",
+                               "--out", str(figure)])
+    assert done.exit_code == 0, done.output
+    assert figure.read_bytes().startswith(b"\x89PNG")
+
+    (tmp_path / "eval.json").write_text(json.dumps({"results": []}))
+    def error(args: list[str]) -> str:  # the message, unwrapped from its box
+        done = runner.invoke(app, args)
+        assert done.exit_code == 2
+        return " ".join(done.output.replace("│", " ").split())
+
+    assert "has no 'curves'" in error(["plot", str(tmp_path / "eval.json"), "--out", str(tmp_path / "x.png")])
+    assert "2 labels for 1 summaries" in error(["plot", str(committed), "--label", "a", "--label", "b"])
+    assert not (tmp_path / "x.png").exists()
