@@ -20,7 +20,8 @@ TINY_TRAIN = ["--model_name_or_path", "bundled", "--warmup_config", "", "--max_t
 def test_train_one_step_end_to_end(simulator: Simulator, tmp_path: Path):
     out = tmp_path / "run"
     done = run_cli("train", "--config", "configs/grpo-tiny-cpu.yaml", "--max_steps", "1", "--output_dir", str(out),
-                   "--search_url", simulator.url, "--curriculum", "push", "--curriculum_steps", "40", *TINY_TRAIN)
+                   "--search_url", simulator.url, "--curriculum", "push", "--curriculum_steps", "40",
+                   "--beta", "0.001", *TINY_TRAIN)  # the GPU recipes' KL: a reference model beside the rollout
     assert done.returncode == 0, done.stderr[-3000:]
     # push mode: the trainer set the server's schedule before the rollout
     server_state = httpx.get(simulator.url + "/v1/curriculum").json()
@@ -30,7 +31,7 @@ def test_train_one_step_end_to_end(simulator: Simulator, tmp_path: Path):
     (logged,) = [e for e in state["log_history"] if "reward" in e]
     for key in ("reward", "rewards/f1_reward/mean", "rewards/em_reward/mean", "rewards/sub_em_reward/mean",
                 "rewards/format_reward/mean", "search/searches_per_trajectory", "rollout/turns",
-                "rollout/invalid_actions", "curriculum/noise", "search/failed_searches", "search/latency_s"):
+                "rollout/invalid_actions", "curriculum/noise", "search/failed_searches", "search/latency_s", "kl"):
         assert key in logged, key
     assert logged["curriculum/noise"] == 0.0  # step 0 of the schedule
     assert (out / "training_curves.png").stat().st_size > 1000
