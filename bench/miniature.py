@@ -325,6 +325,14 @@ def rescore(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 _INFORMATION = re.compile(r"<information>(.*?)</information>", re.DOTALL)
 
 
+def searched_the_question(row: dict[str, Any]) -> bool:
+    """Whether the trajectory searched, with a query carrying at least half of the question's content words: not
+    the filler that GRPO teaches small policies (`What I found.`, `and`) and not a search that never closed."""
+    from zerosearch_trainer.rewards import query_score
+
+    return query_score(row.get("completion", ""), row["question"]) >= 0.5
+
+
 def diagnostics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """How the answers fail: copied from the question, left empty, or the same few strings for everything; and how
     the queries do: a search whose best query carries less than half of the question's content words is off the
@@ -332,7 +340,7 @@ def diagnostics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     from collections import Counter
 
     from zerosearch_core.scoring import contains_answer, normalize_answer
-    from zerosearch_trainer.rewards import extract_answer, query_score, search_queries
+    from zerosearch_trainer.rewards import extract_answer, search_queries
 
     rows = [r | {"answer": extract_answer(r["completion"])} for r in rows]
     answers = [normalize_answer(r["answer"]) for r in rows if r.get("answer")]
@@ -341,8 +349,7 @@ def diagnostics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
                  if r.get("answer") and normalize_answer(r["answer"]) in normalize_answer(r["question"]))
     found = sum(1 for r in rows if contains_answer(" ".join(_INFORMATION.findall(r.get("completion", ""))),
                                                    r["golden_answers"]))
-    searched = [r for r in rows if search_queries(r.get("completion", ""))]
-    off_question = sum(1 for r in searched if query_score(r["completion"], r["question"]) < 0.5)
+    off_question = sum(1 for r in rows if search_queries(r.get("completion", "")) and not searched_the_question(r))
     top = Counter(answers).most_common(1)
     return {"gold_in_documents": found / n, "off_question_queries": off_question / n,
             "answer_in_question": copied / n, "distinct_answers": len(set(answers)),
@@ -645,11 +652,13 @@ def summarise(out: Path) -> dict[str, Any]:
 
     records = []
     em_by_run: dict[str, dict[str, float]] = {}
+    on_question: dict[str, set[str]] = {}  # per run, the questions it searched with the question's words
     for path in sorted((out / "runs").glob("*/arm.json")):
         record = json.loads(path.read_text())
         results = json.loads((path.parent / "eval.json").read_text())["results"]
         scored = rescore(results)
         em_by_run[path.parent.name] = {r["question"]: r["em"] for r in scored}
+        on_question[path.parent.name] = {r["question"] for r in scored if searched_the_question(r)}
         record["run"] = path.parent.name
         record["diagnostics"] = diagnostics(results)
         record["eval_as_run"], record["eval"] = record["eval"], summarise_eval(scored)["overall"]
@@ -658,7 +667,14 @@ def summarise(out: Path) -> dict[str, Any]:
         records.append(record)
     for record in records:
         if "warmup" in em_by_run and record["run"] != "warmup" and record["arm"] != "direct":
-            record["paired_vs_warmup"] = paired(em_by_run[record["run"]], em_by_run["warmup"])
+            arm, warmup = em_by_run[record["run"]], em_by_run["warmup"]
+            record["paired_vs_warmup"] = paired(arm, warmup)
+            # split by whether the arm still searched the question: a loss there is reading the documents worse,
+            # a loss elsewhere is the query or the format that GRPO broke
+            searched = on_question[record["run"]]
+            record["paired_vs_warmup_searched"] = paired({q: v for q, v in arm.items() if q in searched}, warmup)
+            record["paired_vs_warmup_not_searched"] = paired({q: v for q, v in arm.items() if q not in searched},
+                                                             warmup)
         if "curve" in record:
             record["training"] = training_figures(record["curve"])
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -676,7 +692,8 @@ def summarise(out: Path) -> dict[str, Any]:
         row["diagnostics"] = [r["diagnostics"] for r in runs]
         row["answered_as_run"] = [r["eval_as_run"]["answered"] for r in runs]
         row["eval_seconds"] = [r["eval_seconds"] for r in runs]
-        row["paired_vs_warmup"] = [r.get("paired_vs_warmup") for r in runs]
+        for key in ("paired_vs_warmup", "paired_vs_warmup_searched", "paired_vs_warmup_not_searched"):
+            row[key] = [r.get(key) for r in runs]
         row["training"] = [r.get("training") for r in runs]
         if "train_seconds" in runs[0]:
             row["train_seconds"] = [r["train_seconds"] for r in runs]
@@ -703,18 +720,25 @@ def summarise(out: Path) -> dict[str, Any]:
 
 def _per_seed_markdown(summary: dict[str, Any]) -> list[str]:
     """Each trained run against the warm-up policy on the same questions, and what its steps gave GRPO."""
-    lines = ["", "| arm | seed | better than the warm-up | worse | EM change | McNemar p | groups with reward variance "
-             "| steps with a gradient | reward, first half / second half | entropy (nats/token) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["", "| arm | seed | better than the warm-up | worse | EM change | McNemar p | better / worse where it "
+             "searched the question | elsewhere | groups with reward variance | steps with a gradient "
+             "| reward, first half / second half | entropy (nats/token) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def split(pair: dict[str, Any] | None) -> str:
+        return f"{pair['better']} / {pair['worse']}" if pair else "0 / 0"
+
     rows = 0
     for row in summary["rows"]:
-        for seed, pair, figures in zip(row["seeds"], row.get("paired_vs_warmup", []), row.get("training", []),
-                                       strict=False):
+        searched = row.get("paired_vs_warmup_searched") or [None] * len(row["seeds"])
+        elsewhere = row.get("paired_vs_warmup_not_searched") or [None] * len(row["seeds"])
+        for seed, pair, figures, on, off in zip(row["seeds"], row.get("paired_vs_warmup", []),
+                                                row.get("training", []), searched, elsewhere, strict=False):
             if pair is None and figures is None:
                 continue
             rows += 1
-            vs = (f"{pair['better']} | {pair['worse']} | {pair['em_change_points']:+.1f} | {pair['p']:.3f}"
-                  if pair else "- | - | - | -")
+            vs = (f"{pair['better']} | {pair['worse']} | {pair['em_change_points']:+.1f} | {pair['p']:.3f} | "
+                  f"{split(on)} | {split(off)}" if pair else "- | - | - | - | - | -")
             if figures:
                 variance = figures["groups_with_variance"]
                 halves, entropy = figures["reward_halves"], figures["entropy_range"]

@@ -114,3 +114,13 @@ def test_plot_puts_several_runs_in_one_figure_and_refuses_other_files(tmp_path: 
     assert "has no 'curves'" in error(["plot", str(tmp_path / "eval.json"), "--out", str(tmp_path / "x.png")])
     assert "2 labels for 1 summaries" in error(["plot", str(committed), "--label", "a", "--label", "b"])
     assert not (tmp_path / "x.png").exists()
+
+
+def test_searched_the_question_tells_a_real_search_from_filler_and_an_unclosed_tag():
+    from bench.miniature import searched_the_question
+
+    question = "On what date did Kuwait gain independence?"
+    assert searched_the_question({"question": question, "completion": "<search> Kuwait independence date </search>"})
+    assert not searched_the_question({"question": question, "completion": "<search> What is it? </search>"})
+    # the format a simulator-trained policy fell into: the tag never closes, so no search ran
+    assert not searched_the_question({"question": question, "completion": f"<search> {question}\n<answer> 1990"})

@@ -74,6 +74,10 @@ def test_miniature_one_step_per_arm_then_resume(tmp_path: Path):
             continue
         (pair,) = row["paired_vs_warmup"]
         assert pair["better"] + pair["worse"] <= 3 and 0.0 <= pair["p"] <= 1.0
+        # split by whether the arm searched the question: the two parts add up to the whole
+        parts = [row["paired_vs_warmup_searched"][0], row["paired_vs_warmup_not_searched"][0]]
+        for side in ("better", "worse"):
+            assert sum(part[side] for part in parts if part) == pair[side]
         assert row["training"][0]["steps"] == 1
     assert "McNemar p" in doc.read_text()
     assert (out / "reward_curves.png").stat().st_size > 5000
