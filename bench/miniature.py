@@ -730,10 +730,9 @@ def _per_seed_markdown(summary: dict[str, Any]) -> list[str]:
 
     rows = 0
     for row in summary["rows"]:
-        searched = row.get("paired_vs_warmup_searched") or [None] * len(row["seeds"])
-        elsewhere = row.get("paired_vs_warmup_not_searched") or [None] * len(row["seeds"])
-        for seed, pair, figures, on, off in zip(row["seeds"], row.get("paired_vs_warmup", []),
-                                                row.get("training", []), searched, elsewhere, strict=False):
+        for seed, pair, figures, on, off in zip(row["seeds"], row["paired_vs_warmup"], row["training"],
+                                                row["paired_vs_warmup_searched"],
+                                                row["paired_vs_warmup_not_searched"], strict=True):
             if pair is None and figures is None:
                 continue
             rows += 1
