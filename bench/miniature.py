@@ -14,7 +14,10 @@ warms the bundled policy up once (documents from the simulator at noise 0), then
 - fixed-noise  (c) the simulator at a fixed noise level (paper: p = 0.5)
 - no-masking   (d) (a) with the retrieved tokens trained on (`--mask_information false`)
 
-and evaluates every arm and two references (`warmup`: the warmed-up policy without GRPO; `direct`: the bundled
+With `--learnable N` (the question-difficulty filter) the warm-up first answers the first N training questions
+against the real engine, and every arm trains only on those it gets at least partly right (`OUT/data-learnable`).
+
+`run` then evaluates every arm and two references (`warmup`: the warmed-up policy without GRPO; `direct`: the bundled
 policy answering without search) with `zerosearch eval` against the corpus engine on the same test questions.
 
 Each arm has its own directory under `OUT/runs/` (train log, checkpoints, `train.json`, `eval.json` and the
@@ -113,6 +116,8 @@ class Settings:
     redis_url: str
     references: list[str] = field(default_factory=lambda: list(REFERENCES))
     train_extra: list[str] = field(default_factory=list)
+    learnable: int = 0  # the question-difficulty filter: 0 off, else how many training questions it screens
+    train_data: Path | None = None  # what the arms train on when the filter is on (OUT/data-learnable)
 
     # the rollout lengths (same in training and evaluation; the recipe holds the training copy)
     max_turns: int = 2
@@ -238,7 +243,7 @@ def ensure_warmup(s: Settings, sim_url: str, progress: Progress) -> dict[str, An
 
 def train_argv(s: Settings, arm: Arm, seed: int, run_dir: Path, url: str) -> list[str]:
     return [str(VENV_BIN / "zerosearch"), "train", "--config", "configs/grpo-miniature.yaml",
-            "--model_name_or_path", str(s.out / "warmup"), "--dataset_name", str(s.data),
+            "--model_name_or_path", str(s.out / "warmup"), "--dataset_name", str(s.train_data or s.data),
             "--max_train_samples", str(s.train_questions), "--max_steps", str(s.steps),
             "--per_device_train_batch_size", str(s.batch), "--num_generations", str(s.group),
             "--learning_rate", str(s.learning_rate), "--temperature", str(s.temperature),
@@ -249,9 +254,10 @@ def train_argv(s: Settings, arm: Arm, seed: int, run_dir: Path, url: str) -> lis
             "--resume_from_checkpoint", "last", *arm.args, *s.train_extra]
 
 
-def eval_argv(s: Settings, model: str, url: str, output: Path, max_turns: int) -> list[str]:
-    return [str(VENV_BIN / "zerosearch"), "eval", "--model", model, "--data", str(s.data), "--split", "test",
-            "--search_url", url, "--max_samples", str(s.test_questions), "--output", str(output),
+def eval_argv(s: Settings, model: str, url: str, output: Path, max_turns: int, split: str = "test",
+              questions: int | None = None) -> list[str]:
+    return [str(VENV_BIN / "zerosearch"), "eval", "--model", model, "--data", str(s.data), "--split", split,
+            "--search_url", url, "--max_samples", str(questions or s.test_questions), "--output", str(output),
             "--batch_size", str(s.eval_batch), "--max_turns", str(max_turns),
             "--max_completion_length", str(s.max_completion_length),
             "--max_tokens_per_turn", str(s.max_tokens_per_turn), "--top_k", str(s.top_k), "--greedy",
@@ -276,6 +282,43 @@ def evaluate(s: Settings, name: str, model: str, max_turns: int, engine_url: str
     record = {"seconds": round(seconds, 1), "command": _command(argv)}
     marker.write_text(json.dumps(record, indent=2))
     return record
+
+
+def learnable_data(s: Settings, engine_url: str, progress: Progress) -> Path:
+    """The question-difficulty filter: the warm-up answers the first `s.learnable` training questions (greedy,
+    against the real engine, as in evaluation) and the arms train only on those it gets at least partly right
+    (F1 > 0). A question the policy never gets right gives every trajectory of its group reward 0, so no
+    gradient: in the runs of docs/results.md, half of the groups had all-equal rewards (frac_reward_zero_std)."""
+    target = s.out / "data-learnable"
+    if (target / "train.jsonl").is_file():
+        return target
+    run_dir = s.out / "runs" / "warmup-train"
+    output = run_dir / "eval.json"
+    if not output.is_file():
+        argv = eval_argv(s, str(s.out / "warmup"), engine_url, output, s.max_turns, "train", s.learnable)
+        run_logged(argv, run_dir / "eval.log", progress, "warm-up on training questions", s.learnable, _TQDM,
+                   _env(s.threads))
+    from zerosearch_trainer.data import load_records
+
+    records = load_records(str(s.data), split="train", max_samples=s.learnable)
+    kept = answered_questions(records, json.loads(output.read_text())["results"])
+    if not kept:
+        raise RuntimeError(f"the warm-up answered none of the first {s.learnable} training questions; "
+                           "the question filter would leave nothing to train on (raise --learnable)")
+    target.mkdir(parents=True, exist_ok=True)
+    with (target / "train.tmp").open("w") as sink:
+        for record in kept:
+            sink.write(json.dumps({"question": record.question, "golden_answers": list(record.golden_answers),
+                                   "data_source": record.data_source}) + "\n")
+    (target / "train.tmp").replace(target / "train.jsonl")  # whole or absent: a rerun redoes a cut-short write
+    console.print(f"question filter: training on the {len(kept)} of {len(records)} questions the warm-up answers")
+    return target
+
+
+def answered_questions(records: Sequence[Any], results: Sequence[dict[str, Any]]) -> list[Any]:
+    """The records whose evaluation row (matched by uid) has F1 > 0, in the records' order."""
+    answered = {r["uid"] for r in results if float(r.get("f1") or 0.0) > 0.0}
+    return [record for record in records if record.uid in answered]
 
 
 def train_arm(s: Settings, arm: Arm, seed: int, url: str, run_dir: Path, progress: Progress) -> dict[str, Any]:
@@ -423,6 +466,10 @@ def run(
     train_arg: Annotated[list[str] | None, typer.Option(
         "--train-arg", help="Extra `zerosearch train` argument for every arm (repeat), e.g. --train-arg=--beta "
                             "--train-arg=0.001.")] = None,
+    learnable: Annotated[int, typer.Option(min=0, help=(
+        "Question-difficulty filter: evaluate the warm-up on the first N training questions and train every arm "
+        "only on those it answers at least partly (F1 > 0); 0: off, every arm trains on the first "
+        "--train-questions."))] = 0,
     references: Annotated[str, typer.Option(help=(
         "References to evaluate, comma-separated: warmup (the warmed-up policy, no GRPO), direct (the bundled "
         "policy answering without search); '' for none."))] = "warmup,direct",
@@ -446,7 +493,7 @@ def run(
                  learning_rate=learning_rate, temperature=temperature, save_steps=save_steps,
                  eval_batch=eval_batch, sim_max_new_tokens=sim_max_new_tokens, sim_verify=sim_verify,
                  parallel=parallel, redis_url=redis_url, references=chosen_references,
-                 train_extra=list(train_arg or []),
+                 train_extra=list(train_arg or []), learnable=learnable,
                  max_turns=max_turns,
                  max_tokens_per_turn=max_tokens_per_turn, max_completion_length=max_completion_length, top_k=top_k)
     # SIGTERM (and SIGINT, which background jobs ignore) unwinds: the running step and both servers are stopped
@@ -498,6 +545,8 @@ def _run(s: Settings, known: dict[str, Arm]) -> None:
                 models["engine"] = answering_model(engine.url)
                 console.print(f"real engine: {models['engine']}")
                 (s.out / "models.json").write_text(json.dumps(models, indent=2))
+                if s.learnable:
+                    s.train_data = learnable_data(s, engine.url, progress)
                 failures = _run_jobs(s, plan, sim.url, engine.url, models, progress, overall)
     console.print(f"done in {time.perf_counter() - started:.0f} s")
     if failures:

@@ -124,3 +124,45 @@ def test_searched_the_question_tells_a_real_search_from_filler_and_an_unclosed_t
     assert not searched_the_question({"question": question, "completion": "<search> What is it? </search>"})
     # the format a simulator-trained policy fell into: the tag never closes, so no search ran
     assert not searched_the_question({"question": question, "completion": f"<search> {question}\n<answer> 1990"})
+
+
+def test_question_filter_keeps_what_the_warm_up_answers_and_refuses_an_empty_set(tmp_path: Path):
+    """The filter reads the warm-up's evaluation on training questions, writes the answered ones as a train file
+    the trainer loads, and says what to do when none is left; a rerun reuses the file."""
+    import json
+
+    from rich.progress import Progress
+
+    from bench.miniature import Settings, learnable_data
+    from zerosearch_trainer.data import load_records
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [{"question": f"What is the capital of country {i}?", "golden_answers": [f"City {i}"],
+             "data_source": "capitals"} for i in range(5)]
+    (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    records = load_records(str(data), split="train", max_samples=4)
+    out = tmp_path / "mini"
+    evaluation = out / "runs" / "warmup-train" / "eval.json"
+    evaluation.parent.mkdir(parents=True)
+    f1 = [0.0, 1.0, 0.4, 0.0]  # the first four screened: two answered, at least partly
+    evaluation.write_text(json.dumps({"results": [{"uid": r.uid, "f1": v} for r, v in zip(records, f1,
+                                                                                          strict=True)]}))
+    s = Settings(out=out, data=data, steps=1, seeds=[0], ablation_seeds=[0], arms=["zerosearch"], train_questions=8,
+                 test_questions=1, fixed_noise=0.5, threads=1, sim_backend=None, engine_backend="corpus",
+                 warmup_examples=1, batch=2, group=2, learning_rate=1e-5, temperature=1.0, save_steps=1, eval_batch=1,
+                 sim_max_new_tokens=8, sim_verify=False, parallel=1, redis_url="", learnable=4)
+
+    with Progress() as progress:
+        target = learnable_data(s, "http://127.0.0.1:9", progress)  # nothing listens there: no eval is run
+    kept = load_records(str(target), split="train")
+    assert [(r.question, r.golden_answers) for r in kept] == [(records[1].question, ("City 1",)),
+                                                             (records[2].question, ("City 2",))]
+
+    evaluation.write_text(json.dumps({"results": [{"uid": r.uid, "f1": 0.0} for r in records]}))
+    with Progress() as progress:  # the file is there: reused, the new evaluation is not read
+        assert load_records(str(learnable_data(s, "http://127.0.0.1:9", progress)), split="train") == kept
+    (target / "train.jsonl").unlink()
+    with Progress() as progress, pytest.raises(RuntimeError, match="answered none of the first 4"):
+        learnable_data(s, "http://127.0.0.1:9", progress)
+    assert not (target / "train.jsonl").exists()
