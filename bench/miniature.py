@@ -117,13 +117,17 @@ class Settings:
     references: list[str] = field(default_factory=lambda: list(REFERENCES))
     train_extra: list[str] = field(default_factory=list)
     learnable: int = 0  # the question-difficulty filter: 0 off, else how many training questions it screens
-    train_data: Path | None = None  # what the arms train on when the filter is on (OUT/data-learnable)
 
     # the rollout lengths (same in training and evaluation; the recipe holds the training copy)
     max_turns: int = 2
     max_tokens_per_turn: int = 40
     max_completion_length: int = 256
     top_k: int = 3
+
+    @property
+    def train_data(self) -> Path:
+        """What the arms train on: the filter's questions (`learnable_data` writes them first) or the QA data."""
+        return self.out / "data-learnable" if self.learnable else self.data
 
 
 def _seeds(text: str) -> list[int]:
@@ -243,7 +247,7 @@ def ensure_warmup(s: Settings, sim_url: str, progress: Progress) -> dict[str, An
 
 def train_argv(s: Settings, arm: Arm, seed: int, run_dir: Path, url: str) -> list[str]:
     return [str(VENV_BIN / "zerosearch"), "train", "--config", "configs/grpo-miniature.yaml",
-            "--model_name_or_path", str(s.out / "warmup"), "--dataset_name", str(s.train_data or s.data),
+            "--model_name_or_path", str(s.out / "warmup"), "--dataset_name", str(s.train_data),
             "--max_train_samples", str(s.train_questions), "--max_steps", str(s.steps),
             "--per_device_train_batch_size", str(s.batch), "--num_generations", str(s.group),
             "--learning_rate", str(s.learning_rate), "--temperature", str(s.temperature),
@@ -289,7 +293,7 @@ def learnable_data(s: Settings, engine_url: str, progress: Progress) -> Path:
     against the real engine, as in evaluation) and the arms train only on those it gets at least partly right
     (F1 > 0). A question the policy never gets right gives every trajectory of its group reward 0, so no
     gradient: in the runs of docs/results.md, half of the groups had all-equal rewards (frac_reward_zero_std)."""
-    target = s.out / "data-learnable"
+    target = s.train_data
     if (target / "train.jsonl").is_file():
         return target
     run_dir = s.out / "runs" / "warmup-train"
@@ -546,7 +550,7 @@ def _run(s: Settings, known: dict[str, Arm]) -> None:
                 console.print(f"real engine: {models['engine']}")
                 (s.out / "models.json").write_text(json.dumps(models, indent=2))
                 if s.learnable:
-                    s.train_data = learnable_data(s, engine.url, progress)
+                    learnable_data(s, engine.url, progress)
                 failures = _run_jobs(s, plan, sim.url, engine.url, models, progress, overall)
     console.print(f"done in {time.perf_counter() - started:.0f} s")
     if failures:

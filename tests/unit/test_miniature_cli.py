@@ -133,7 +133,7 @@ def test_question_filter_keeps_what_the_warm_up_answers_and_refuses_an_empty_set
 
     from rich.progress import Progress
 
-    from bench.miniature import Settings, learnable_data
+    from bench.miniature import Settings, arms, learnable_data, train_argv
     from zerosearch_trainer.data import load_records
 
     data = tmp_path / "data"
@@ -156,6 +156,8 @@ def test_question_filter_keeps_what_the_warm_up_answers_and_refuses_an_empty_set
     with Progress() as progress:
         target = learnable_data(s, "http://127.0.0.1:9", progress)  # nothing listens there: no eval is run
     kept = load_records(str(target), split="train")
+    argv = train_argv(s, arms(0.5)["zerosearch"], 0, out / "runs" / "zerosearch-seed0", "http://127.0.0.1:9")
+    assert argv[argv.index("--dataset_name") + 1] == str(target)  # the arms train on the filtered questions
     assert [(r.question, r.golden_answers) for r in kept] == [(records[1].question, ("City 1",)),
                                                              (records[2].question, ("City 2",))]
 
